@@ -1,0 +1,1 @@
+"""Agents that act in occsim environments, imported as ``occsim.agents``."""

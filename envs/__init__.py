@@ -1,0 +1,1 @@
+"""Gymnasium environments of occsim, imported as ``occsim.envs``."""

@@ -1,0 +1,163 @@
+"""Occ3D-nuScenes reader: clips of consecutive occupancy frames with their ego trajectory.
+
+Layout on disk (as distributed by Occ3D)::
+
+    root/
+      annotations.json                 # or an OccWorld-style infos .pkl given as `poses`
+      gts/<scene>/<token>/labels.npz   # semantics (200,200,16) uint8, mask_lidar, mask_camera
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from occsim.data.poses import FramePose, load_poses
+from occsim.geometry import poses_to_trajectory, quaternion_to_yaw
+from occsim.grid import OCC3D_GRID
+from occsim.validation import check_occupancy
+
+LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+
+
+def load_labels(path: str | Path, spatial_shape: tuple[int, int, int] = OCC3D_GRID.shape) -> dict:
+    """Read one ``labels.npz``: ``semantics`` uint8 and boolean ``mask_lidar``/``mask_camera``.
+
+    Raises a clear error for a missing file, a truncated or corrupt archive, a missing key,
+    or semantics of the wrong shape or with class ids above 17.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"occupancy labels {path} do not exist; expected gts/<scene>/<token>/labels.npz"
+        )
+    try:
+        with np.load(path) as archive:
+            missing = [key for key in LABEL_KEYS if key not in archive.files]
+            if "semantics" in missing:
+                raise ValueError(
+                    f"{path} has arrays {archive.files}; expected 'semantics' (and the masks)"
+                )
+            arrays = {key: archive[key] for key in LABEL_KEYS if key not in missing}
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(
+            f"{path} is not a readable .npz archive (truncated or corrupt): {error}"
+        ) from None
+    semantics = check_occupancy(arrays["semantics"], str(path), ndim=3, spatial_shape=spatial_shape)
+    out = {"semantics": semantics.astype(np.uint8, copy=False)}
+    for key in ("mask_lidar", "mask_camera"):
+        if key in arrays:
+            if arrays[key].shape != semantics.shape:
+                raise ValueError(
+                    f"{path}: {key} has shape {arrays[key].shape}, expected {semantics.shape}"
+                )
+            out[key] = arrays[key].astype(bool, copy=False)
+    return out
+
+
+class Occ3DDataset(Dataset):
+    """Clips of ``clip_len`` consecutive keyframes (2 Hz) from Occ3D-nuScenes.
+
+    Each item is a dict:
+
+    - ``occupancy``: ``(T, 200, 200, 16)`` uint8 class ids;
+    - ``trajectory``: ``(T, 3)`` float32, ``(x, y, yaw)`` of each frame in the first frame's
+      ego frame;
+    - ``mask_camera``: ``(T, 200, 200, 16)`` bool (if ``with_camera_mask``);
+    - ``scene``: scene name; ``tokens``: the frames' sample tokens.
+
+    Windows never cross scene boundaries.
+
+    Args:
+        root: dataset root holding ``gts/``.
+        poses: ``annotations.json`` or an infos ``.pkl``; default ``root/annotations.json``.
+        clip_len: frames per clip.
+        stride: frames between the starts of consecutive clips.
+        split: keep only scenes of this split of ``annotations.json`` (``"train"``, ``"val"``).
+        scenes: keep only these scene names.
+        with_camera_mask: also return the camera visibility mask.
+        drop_short_scenes: skip scenes shorter than ``clip_len`` instead of raising.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        poses: str | Path | None = None,
+        clip_len: int = 16,
+        stride: int = 1,
+        split: str | None = None,
+        scenes: Sequence[str] | None = None,
+        with_camera_mask: bool = False,
+        drop_short_scenes: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        if clip_len < 1 or stride < 1:
+            raise ValueError(f"clip_len and stride must be >= 1, got {clip_len} and {stride}")
+        if not (self.root / "gts").is_dir():
+            raise FileNotFoundError(
+                f"dataset root {self.root} has no gts/ folder; expected the Occ3D layout "
+                "root/gts/<scene>/<token>/labels.npz"
+            )
+        poses_path = Path(poses) if poses is not None else self.root / "annotations.json"
+        all_scenes, splits = load_poses(poses_path)
+        names = list(all_scenes)
+        if split is not None:
+            if split not in splits:
+                raise ValueError(
+                    f"split {split!r} not in {poses_path}; it defines {sorted(splits) or 'none'}"
+                )
+            names = [n for n in names if n in set(splits[split])]
+        if scenes is not None:
+            unknown = sorted(set(scenes) - set(all_scenes))
+            if unknown:
+                raise ValueError(f"scenes {unknown} are not in {poses_path}")
+            names = [n for n in names if n in set(scenes)]
+
+        self.clip_len, self.stride, self.with_camera_mask = clip_len, stride, with_camera_mask
+        self.scenes: dict[str, list[FramePose]] = {}
+        self.index: list[tuple[str, int]] = []
+        for name in names:
+            frames = all_scenes[name]
+            if len(frames) < clip_len:
+                if drop_short_scenes:
+                    continue
+                raise ValueError(
+                    f"scene {name!r} in {poses_path} has {len(frames)} frames, shorter than "
+                    f"clip_len={clip_len} (pass drop_short_scenes=True to skip such scenes)"
+                )
+            self.scenes[name] = frames
+            self.index.extend((name, s) for s in range(0, len(frames) - clip_len + 1, stride))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def label_path(self, scene: str, frame: FramePose) -> Path:
+        """Where the labels of ``frame`` live."""
+        if frame.gt_path:
+            return self.root / frame.gt_path
+        return self.root / "gts" / scene / frame.token / "labels.npz"
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"clip index {i} out of range for {len(self)} clips")
+        scene, start = self.index[i]
+        frames = self.scenes[scene][start : start + self.clip_len]
+        labels = [load_labels(self.label_path(scene, f)) for f in frames]
+        translations = np.array([f.translation for f in frames])
+        yaws = quaternion_to_yaw(np.array([f.rotation for f in frames]))
+        item: dict[str, Any] = {
+            "occupancy": np.stack([lab["semantics"] for lab in labels]),
+            "trajectory": poses_to_trajectory(translations[:, :2], yaws),
+            "scene": scene,
+            "tokens": [f.token for f in frames],
+        }
+        if self.with_camera_mask:
+            if any("mask_camera" not in lab for lab in labels):
+                raise ValueError(f"scene {scene!r}: a labels.npz lacks mask_camera")
+            item["mask_camera"] = np.stack([lab["mask_camera"] for lab in labels])
+        return item

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from occsim.geometry import local_to_world, poses_to_trajectory, quaternion_to_yaw, world_to_local
+from occsim.grid import EGO_LENGTH, EGO_WIDTH, OCC3D_GRID, GridSpec
+from occsim.labels import CLASS_NAMES, FREE_ID, NUM_CLASSES, PALETTE
+
+
+def test_label_contract():
+    assert NUM_CLASSES == 18 and CLASS_NAMES[FREE_ID] == "free"
+    assert CLASS_NAMES[4] == "car" and CLASS_NAMES[11] == "driveable_surface"
+    assert PALETTE.shape == (18, 3) and PALETTE.dtype == np.uint8
+    assert tuple(PALETTE[1]) == (255, 120, 50) and tuple(PALETTE[16]) == (0, 175, 0)
+    with pytest.raises(ValueError):
+        PALETTE[0, 0] = 1
+
+
+def test_grid_geometry():
+    assert OCC3D_GRID.shape == (200, 200, 16)
+    # The ego sits at the corner of the four central cells.
+    assert np.array_equal(OCC3D_GRID.metric_to_index([0.01, 0.01, 0.01]), [100, 100, 2])
+    assert np.array_equal(OCC3D_GRID.metric_to_index([-40.0, -40.0, -1.0]), [0, 0, 0])
+    centres = OCC3D_GRID.index_to_metric(np.array([[0, 199, 15]]))
+    assert np.allclose(centres, [[-39.8, 39.8, 5.2]])
+    idx = np.array([[0, 0, 0], [199, 199, 15], [200, 0, 0], [-1, 5, 5]])
+    assert OCC3D_GRID.contains(idx).tolist() == [True, True, False, False]
+    # Round trip of random points.
+    points = np.random.default_rng(0).uniform([-40, -40, -1], [40, 40, 5.4], size=(100, 3))
+    back = OCC3D_GRID.index_to_metric(OCC3D_GRID.metric_to_index(points))
+    assert np.all(np.abs(back - points) <= 0.2 + 1e-9)
+
+
+def test_ego_footprint_matches_box_area():
+    footprint = OCC3D_GRID.ego_footprint()
+    area = footprint.sum() * 0.4**2
+    assert abs(area - EGO_LENGTH * EGO_WIDTH) < 2.0
+    assert footprint[100, 100] and not footprint[110, 100]
+
+
+def test_grid_rejects_bad_range():
+    with pytest.raises(ValueError, match="whole number"):
+        GridSpec(point_cloud_range=(-40, -40, -1, 40, 40, 5.3), voxel_size=0.4)
+    with pytest.raises(ValueError, match="6 values"):
+        GridSpec(point_cloud_range=(0, 0, 1), voxel_size=0.4)
+
+
+def test_pose_helpers():
+    yaw = 0.7
+    assert np.isclose(quaternion_to_yaw([np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]), yaw)
+    pts = np.array([[1.0, 2.0], [-3.0, 4.0]])
+    assert np.allclose(local_to_world(world_to_local(pts, [5, 6], 1.1), [5, 6], 1.1), pts)
+    traj = poses_to_trajectory(np.array([[10.0, 10.0], [10.0, 12.0]]), np.array([np.pi / 2] * 2))
+    assert traj.dtype == np.float32
+    assert np.allclose(traj, [[0, 0, 0], [2, 0, 0]], atol=1e-6)

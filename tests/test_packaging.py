@@ -1,0 +1,34 @@
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_namespaced_subpackages_import():
+    import occsim.agents
+    import occsim.assets
+    import occsim.envs
+
+    for module in (occsim.envs, occsim.agents, occsim.assets):
+        assert Path(module.__file__).parent.name in {"envs", "agents", "assets"}
+
+
+def test_wheel_has_one_top_level_package(tmp_path):
+    pytest.importorskip("build", reason="the `build` package (dev extra) is needed to build")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("occsim-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
+    top_level = {name for name in top_level if not name.endswith(".dist-info")}
+    assert top_level == {"occsim"}
+    for sub in ("envs", "agents", "assets"):
+        assert f"occsim/{sub}/__init__.py" in names
