@@ -1,0 +1,5 @@
+"""``python -m occsim``: the command line."""
+
+from occsim.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""Arc-length parameterised 2D polylines: lanes, connectors and walkways are all ``Path2D``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Path2D:
+    """A polyline with positions and headings looked up by arc length ``s``.
+
+    Args:
+        points: ``(M, 2)`` vertices, ``M >= 2``, consecutive vertices distinct.
+    """
+
+    def __init__(self, points: np.ndarray) -> None:
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
+            raise ValueError(f"a path needs (M>=2, 2) points, got shape {points.shape}")
+        steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+        keep = np.concatenate([[True], steps > 1e-9])
+        self.points = points[keep]
+        if len(self.points) < 2:
+            raise ValueError("a path needs two distinct points")
+        seg = np.diff(self.points, axis=0)
+        self.segment_lengths = np.linalg.norm(seg, axis=1)
+        self.cumulative = np.concatenate([[0.0], np.cumsum(self.segment_lengths)])
+        self.segment_headings = np.arctan2(seg[:, 1], seg[:, 0])
+
+    @property
+    def length(self) -> float:
+        """Total arc length in metres."""
+        return float(self.cumulative[-1])
+
+    def _locate(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.clip(s, 0.0, self.length)
+        i = np.clip(
+            np.searchsorted(self.cumulative, s, side="right") - 1, 0, len(self.segment_lengths) - 1
+        )
+        frac = (s - self.cumulative[i]) / self.segment_lengths[i]
+        return i, frac
+
+    def position(self, s: float | np.ndarray) -> np.ndarray:
+        """Point(s) at arc length ``s`` (clamped to the path), shape ``(..., 2)``."""
+        i, frac = self._locate(np.asarray(s, dtype=np.float64))
+        return self.points[i] + (self.points[i + 1] - self.points[i]) * np.asarray(frac)[..., None]
+
+    def heading(self, s: float | np.ndarray) -> np.ndarray:
+        """Heading(s) in radians at arc length ``s``."""
+        i, _ = self._locate(np.asarray(s, dtype=np.float64))
+        return self.segment_headings[i]
+
+    def project(self, point: np.ndarray) -> float:
+        """Arc length of the point of the path nearest to ``point``."""
+        a, b = self.points[:-1], self.points[1:]
+        ab = b - a
+        t = np.clip(np.einsum("ij,ij->i", point - a, ab) / self.segment_lengths**2, 0.0, 1.0)
+        closest = a + ab * t[:, None]
+        i = int(np.argmin(np.linalg.norm(closest - point, axis=1)))
+        return float(self.cumulative[i] + t[i] * self.segment_lengths[i])
+
+
+def resample(points: np.ndarray, step: float) -> np.ndarray:
+    """Vertices every ``step`` metres along the polyline ``points`` (ends kept)."""
+    path = Path2D(points)
+    count = max(int(np.ceil(path.length / step)), 1)
+    return path.position(np.linspace(0.0, path.length, count + 1))
+
+
+def offset_polyline(points: np.ndarray, offset: float) -> np.ndarray:
+    """The polyline shifted ``offset`` metres to its left (negative: right)."""
+    points = np.asarray(points, dtype=np.float64)
+    tangent = np.gradient(points, axis=0)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    return points + offset * normal
+
+
+def cubic_bezier(
+    p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, n: int
+) -> np.ndarray:
+    """``n`` points of the cubic Bezier curve with control points ``p0..p3``."""
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
