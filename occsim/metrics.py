@@ -37,6 +37,9 @@ class OccupancyScores:
         }
 
 
+_CHUNK = 1 << 20
+
+
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
@@ -81,10 +84,14 @@ class OccupancyMetrics:
             if mask.shape != gt.shape:
                 raise ValueError(f"mask must have the shape of gt {gt.shape}, got {mask.shape}")
             pred, gt = pred[mask.astype(bool)], gt[mask.astype(bool)]
-        # One bincount over gt * C + pred fills the whole confusion matrix at once.
-        flat = gt.astype(np.int64).ravel() * NUM_CLASSES + pred.astype(np.int64).ravel()
-        counts = np.bincount(flat, minlength=NUM_CLASSES * NUM_CLASSES)
-        self.confusion += counts.reshape(NUM_CLASSES, NUM_CLASSES)
+        # One bincount over gt * C + pred fills the whole confusion matrix at once; uint16
+        # keeps the combined index small (widening to int64 first costs more than counting).
+        gt, pred = gt.reshape(-1), pred.reshape(-1)
+        for start in range(0, gt.size, _CHUNK):  # chunks stay in cache on big batches
+            chunk = slice(start, start + _CHUNK)
+            flat = gt[chunk].astype(np.uint16) * NUM_CLASSES + pred[chunk]
+            counts = np.bincount(flat, minlength=NUM_CLASSES * NUM_CLASSES)
+            self.confusion += counts.reshape(NUM_CLASSES, NUM_CLASSES)
 
     def compute(self) -> OccupancyScores:
         """Scores over everything seen since construction or :meth:`reset`."""

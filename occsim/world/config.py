@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LANE_WIDTH: float = 3.5
-SIMULATION_DT: float = 0.1  # physics sub-step (s); frames are 0.5 s apart
+SIMULATION_DT: float = 0.25  # traffic sub-step (s); frames are 0.5 s apart
 FRAME_DT: float = 0.5  # Occ3D keyframes, 2 Hz
 
 
@@ -25,29 +25,34 @@ class WorldConfig:
         two_lane_probability: chance a road has two lanes per direction.
         shoulder_probability: chance a road has 2.5 m parking shoulders.
         crossing_probability: chance a road has pedestrian crossings at its ends.
-        building_probability: chance a frontage slot holds a building (else a park patch).
+        building_probability: chance a frontage slot holds a building.
+        parking_lot_probability: chance a frontage slot without a building is a parking lot
+            (else a park).
         tree_spacing: mean distance between verge trees in metres.
         parked_probability: chance a shoulder slot holds a parked vehicle.
         works_probability: chance a road has road works (barriers and cones) on a shoulder.
+        shrub_density: shrub patches per square metre of map, placed on free lot terrain.
         vehicles: moving vehicles in the world.
         pedestrians: pedestrians in the world.
     """
 
     size: float = 320.0
     resolution: float = 0.2
-    grid_nodes: int = 4
+    grid_nodes: int = 6
     node_jitter: float = 0.12
     road_removal_probability: float = 0.3
     curve_probability: float = 0.3
-    two_lane_probability: float = 0.35
-    shoulder_probability: float = 0.6
+    two_lane_probability: float = 0.5
+    shoulder_probability: float = 0.7
     crossing_probability: float = 0.5
-    building_probability: float = 0.75
+    building_probability: float = 0.55
+    parking_lot_probability: float = 0.6
     tree_spacing: float = 9.0
-    parked_probability: float = 0.35
+    parked_probability: float = 0.25
     works_probability: float = 0.25
-    vehicles: int = 40
-    pedestrians: int = 40
+    shrub_density: float = 0.004
+    vehicles: int = 70
+    pedestrians: int = 60
 
     def __post_init__(self) -> None:
         if self.grid_nodes < 3:

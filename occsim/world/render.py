@@ -53,18 +53,22 @@ def render_frame(
     sub[inside] = np.broadcast_to(cls[rows, None], inside.shape)[inside]
     volume[rows] = sub
     volume = volume.reshape(nx, ny, nz)
-    for box in boxes:
-        _stamp_box(volume, box, ego_xy, ego_yaw, static.size, grid, z_centers)
+    if boxes:
+        # Only boxes that can touch the grid are stamped (most of the city is out of view).
+        centers = np.array([box.center for box in boxes])
+        delta = (centers - ego_xy + static.size / 2) % static.size - static.size / 2
+        local = delta @ np.array([[c, -s], [s, c]])
+        radius = np.array([np.hypot(box.length, box.width) / 2 for box in boxes])
+        reach = np.abs(local) - radius[:, None]
+        visible = np.all(reach < np.abs(grid.upper[:2]), axis=1)
+        for i in np.flatnonzero(visible):
+            _stamp_box(volume, boxes[i], local[i], radius[i], ego_yaw, grid, z_centers)
     return volume
 
 
-def _stamp_box(volume, box: Box, ego_xy, ego_yaw, size, grid: GridSpec, z_centers) -> None:
-    delta = (box.center - ego_xy + size / 2) % size - size / 2
-    c, s = np.cos(ego_yaw), np.sin(ego_yaw)
-    local = np.array([delta[0] * c + delta[1] * s, -delta[0] * s + delta[1] * c])
-    radius = np.hypot(box.length, box.width) / 2
+def _stamp_box(volume, box: Box, local, radius, ego_yaw, grid: GridSpec, z_centers) -> None:
     lo = np.maximum(grid.metric_to_index(local - radius), 0)
-    hi = np.minimum(grid.metric_to_index(local + radius) + 1, grid.shape[:2])
+    hi = np.minimum(grid.metric_to_index(local + radius) + 1, volume.shape[:2])
     if np.any(hi <= lo):
         return
     gx, gy = np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]), indexing="ij")

@@ -147,7 +147,7 @@ def generate_road_network(rng: np.random.Generator, config: WorldConfig) -> Road
             lanes_per_direction=lanes,
             median_width=float(rng.choice([0.0, 2.0])) if lanes == 2 else 0.0,
             shoulder_width=2.5 if rng.random() < config.shoulder_probability else 0.5,
-            sidewalk_width=float(rng.uniform(2.0, 4.0)),
+            sidewalk_width=float(rng.uniform(2.5, 5.0)),
             verge_width=float(rng.uniform(0.0, 3.0)),
             has_crossings=bool(rng.random() < config.crossing_probability),
         )

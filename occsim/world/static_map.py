@@ -56,8 +56,10 @@ class StaticMap:
 class _Painter:
     """Paints oriented boxes and discs into the wrapped rasters."""
 
-    def __init__(self, static: StaticMap) -> None:
+    def __init__(self, static: StaticMap, carriageway: np.ndarray) -> None:
         self.m = static
+        # Cells where traffic drives (lanes and junctions): nothing may stand there.
+        self.carriageway = carriageway
 
     def _patch(self, center: np.ndarray, radius: float):
         res, n = self.m.resolution, self.m.cells
@@ -97,6 +99,20 @@ class _Painter:
         self._write(shell, ix, iy, cls, bottom, top, only_free, lots_only)
         self._write(mask & ~shell, ix, iy, cls, top - 0.4, top, only_free, lots_only)
 
+    def ground_box(
+        self, center: np.ndarray, yaw: float, half_length: float, half_width: float, cls: int
+    ) -> np.ndarray:
+        """Repaint the ground of lot cells in an oriented box; returns the painted mask."""
+        pts, ix, iy = self._patch(center, np.hypot(half_length, half_width))
+        c, s = np.cos(yaw), np.sin(yaw)
+        rel = pts - center
+        lon = np.abs(rel[..., 0] * c + rel[..., 1] * s)
+        lat = np.abs(-rel[..., 0] * s + rel[..., 1] * c)
+        mask = (lon <= half_length) & (lat <= half_width)
+        mask &= (self.m.ground[ix, iy] == L.TERRAIN) & (self.m.object_class[ix, iy] == L.FREE)
+        self.m.ground[ix[mask], iy[mask]] = cls
+        return mask
+
     def disc(
         self,
         center: np.ndarray,
@@ -113,6 +129,8 @@ class _Painter:
 
     def _write(self, mask, ix, iy, cls, bottom, top, only_free, lots_only) -> None:
         m = self.m
+        if bottom < 2.0:  # tree crowns may overhang a road; nothing lower may stand on one
+            mask &= ~self.carriageway[ix, iy]
         if only_free:
             mask &= m.object_class[ix, iy] == L.FREE
         if lots_only:
@@ -160,12 +178,15 @@ def build_static_map(network: RoadNetwork, rng: np.random.Generator, config: Wor
     ground = np.full((cells, cells), L.TERRAIN, dtype=np.uint8)
     ground[distance < outer] = L.SIDEWALK
     ground[distance < half] = L.DRIVEABLE_SURFACE
+    shoulder = np.array([r.shoulder_width for r in roads], dtype=np.float32)[road_id]
+    carriageway = distance < half - shoulder + 0.3
     median_cells = distance < median / 2
     for node in network.nodes:
         # Intersections are paved; medians stop short of them.
         d, ix, iy = _node_distance(node.position, node.radius + 8.0, cells, res)
         median_cells[ix[d < node.radius + 6.0], iy[d < node.radius + 6.0]] = False
         ground[ix[d < node.radius], iy[d < node.radius]] = L.DRIVEABLE_SURFACE
+        carriageway[ix[d < node.radius + 1.0], iy[d < node.radius + 1.0]] = True
     ground[median_cells] = L.OTHER_FLAT
     for road in roads:
         if not road.has_crossings:
@@ -189,9 +210,15 @@ def build_static_map(network: RoadNetwork, rng: np.random.Generator, config: Wor
         road_distance=distance,
         road_id=road_id,
     )
-    painter = _Painter(static)
+    painter = _Painter(static, carriageway)
     for road in roads:
         _furnish_road(painter, network, road, rng, config)
+    # Shrubs fill the back of the lots, as gardens and hedges do.
+    for _ in range(int(config.shrub_density * config.size**2)):
+        spot = rng.uniform(0.0, config.size, size=2)
+        painter.disc(
+            spot, rng.uniform(1.5, 4.0), L.VEGETATION, 0.0, rng.uniform(0.5, 1.6), lots_only=True
+        )
     return static
 
 
@@ -236,6 +263,8 @@ def _furnish_road(painter: _Painter, network, road, rng, config: WorldConfig) ->
                     lots_only=True,
                     wall=BUILDING_WALL,
                 )
+            elif rng.random() < config.parking_lot_probability:
+                _parking_lot(painter, center, yaw, frontage, depth, rng, config)
             else:
                 for _ in range(rng.integers(2, 6)):
                     spot = center + rng.uniform(-1, 1, 2) * [frontage / 2, depth / 2]
@@ -310,6 +339,31 @@ def _road_works(painter, path, road, side, works, rng) -> None:
     if rng.random() < 0.5:
         center, yaw = _frame(path, (works[0] + works[1]) / 2, side, road.half_width - 1.1)
         painter.box(center, yaw, 2.8, 0.9, L.CONSTRUCTION_VEHICLE, 0.0, 2.8)
+
+
+def _parking_lot(painter, center, yaw, frontage, depth, rng, config: WorldConfig) -> None:
+    """A paved lot with two rows of cars parked across its frontage."""
+    painter.ground_box(center, yaw, frontage / 2, depth / 2, L.DRIVEABLE_SURFACE)
+    along = np.array([np.cos(yaw), np.sin(yaw)])
+    across = np.array([-along[1], along[0]])
+    for row in (-1, 1):
+        if depth < 11.0:
+            row = 0
+        for slot in np.arange(-frontage / 2 + 1.5, frontage / 2 - 1.2, 2.7):
+            if rng.random() < config.parked_probability * 1.8:
+                spot = center + slot * along + row * (depth / 2 - 2.6) * across
+                painter.box(
+                    spot,
+                    yaw + np.pi / 2,
+                    2.2,
+                    0.95,
+                    L.CAR,
+                    0.0,
+                    rng.uniform(1.4, 1.8),
+                    lots_only=False,
+                )
+        if row == 0:
+            break
 
 
 def _tree(painter: _Painter, spot: np.ndarray, rng, lots_only: bool = False) -> None:

@@ -23,6 +23,8 @@ TURN_SPEED = 5.5  # m/s on turning connectors
 LOOKAHEAD = 50.0  # m of corridor checked for a leader
 RESERVE_DISTANCE = 25.0  # m before the stop line at which a vehicle asks for the junction
 CHANGE_DURATION = 3.0  # s for a lane change
+PROBE_RANGE = 12.0  # m before a junction from which a vehicle probes its path
+PROBE_STEPS = np.arange(0.5, 12.0, 1.5)  # m ahead of the front bumper
 
 
 @dataclass(frozen=True)
@@ -159,34 +161,33 @@ class Traffic:
 
     # ----------------------------------------------------------------- geometry
     def _piece(self, v: Vehicle):
-        if v.connector is not None:
-            return self.graph.connectors[v.connector].path
-        return self.graph.lanes[v.lane].path
+        return self._piece_of(v.connector, v.lane)
 
     def _update_pose(self, v: Vehicle) -> None:
         path = self._piece(v)
-        position = path.position(v.s) + v.shift
-        heading = float(path.heading(v.s))
+        x, y, heading = path.pose(v.s)
+        position = np.array([x + v.shift[0], y + v.shift[1]])
         if v.change_to is not None:
             target = self.graph.lanes[v.change_to].path
-            ratio = target.length / path.length
+            tx, ty, _ = target.pose(v.s * target.length / path.length)
             alpha = v.change_progress**2 * (3 - 2 * v.change_progress)
-            lateral = _wrap(target.position(v.s * ratio) + v.shift - position, self.size)
-            position = position + alpha * lateral
+            lateral = _wrap(np.array([tx, ty]) + v.shift - position, self.size)
             # d(alpha)/dt of the smoothstep times the lateral distance gives the sideways speed.
             alpha_rate = 6 * v.change_progress * (1 - v.change_progress) / CHANGE_DURATION
-            lateral_rate = alpha_rate * float(np.linalg.norm(lateral))
-            heading += v.change_direction * np.arctan2(lateral_rate, max(v.speed, 0.5))
+            lateral_rate = alpha_rate * float(np.hypot(*lateral))
+            heading += v.change_direction * float(np.arctan2(lateral_rate, max(v.speed, 0.5)))
+            position = position + alpha * lateral
         v.position, v.heading = position, heading
 
     def _update_pedestrian_pose(self, p: Pedestrian) -> None:
         walkway = self.graph.walkways[p.walkway]
         if p.crossing is not None:
-            path = self._crossing(walkway, p.crossing)
-            p.position, p.heading = path.position(p.crossing_s), float(path.heading(p.crossing_s))
+            x, y, p.heading = self._crossing(walkway, p.crossing).pose(p.crossing_s)
+            p.position = np.array([x, y])
             return
-        p.position = walkway.path.position(p.s)
-        p.heading = float(walkway.path.heading(p.s)) + (np.pi if p.direction < 0 else 0.0)
+        x, y, heading = walkway.path.pose(p.s)
+        p.position = np.array([x, y])
+        p.heading = heading + (np.pi if p.direction < 0 else 0.0)
 
     @staticmethod
     def _crossing(walkway: Walkway, end: int):
@@ -240,9 +241,9 @@ class Traffic:
             obstacles: extra boxes vehicles must not run into (an externally driven ego).
             ego_fixed: the ego vehicle in ``vehicles`` (if any) is moved by someone else.
         """
-        agents = self._agent_boxes(obstacles or [])
+        gaps, leader_speeds = self._leaders(self._agent_boxes(obstacles or []))
         accelerations = [
-            0.0 if (v.is_ego and ego_fixed) else self._idm(v, i, agents)
+            0.0 if (v.is_ego and ego_fixed) else self._idm(v, gaps[i], leader_speeds[i])
             for i, v in enumerate(self.vehicles)
         ]
         for v, accel in zip(self.vehicles, accelerations):
@@ -275,23 +276,74 @@ class Traffic:
             np.array(widths),
         )
 
-    def _idm(self, v: Vehicle, index: int, agents) -> float:
+    def _leaders(self, agents) -> tuple[np.ndarray, np.ndarray]:
+        """Bumper gap to, and speed of, the nearest road user in each vehicle's corridor."""
         centers, lengths, widths = agents
-        heading = np.array([np.cos(v.heading), np.sin(v.heading)])
-        normal = np.array([-heading[1], heading[0]])
-        rel = _wrap(centers - v.position, self.size)
-        lon, lat = rel @ heading, rel @ normal
-        corridor = (lon > 0) & (lon < LOOKAHEAD) & (np.abs(lat) < (v.kind.width + widths) / 2 + 0.4)
-        corridor[index] = False
-        gap, leader_speed = np.inf, 0.0
-        if np.any(corridor):
-            gaps = lon[corridor] - (v.kind.length + lengths[corridor]) / 2
-            j = int(np.argmin(gaps))
-            gap = gaps[j]
-            leader = np.flatnonzero(corridor)[j]
-            if leader < len(self.vehicles):
-                other = self.vehicles[leader]
-                leader_speed = other.speed * float(np.cos(other.heading - v.heading))
+        count = len(self.vehicles)
+        gaps, speeds = np.full(count, np.inf), np.zeros(count)
+        if count == 0:
+            return gaps, speeds
+        positions = centers[:count]
+        yaw = np.array([v.heading for v in self.vehicles])
+        forward = np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
+        own_length = lengths[:count]
+        own_width = widths[:count]
+        rel = _wrap(centers[None, :, :] - positions[:, None, :], self.size)  # (V, A, 2)
+        lon = np.einsum("vad,vd->va", rel, forward)
+        lat = rel[..., 1] * forward[:, None, 0] - rel[..., 0] * forward[:, None, 1]
+        corridor = (lon > 0) & (lon < LOOKAHEAD)
+        corridor &= np.abs(lat) < (own_width[:, None] + widths[None, :]) / 2 + 0.4
+        corridor[np.arange(count), np.arange(count)] = False
+        gap_matrix = np.where(corridor, lon - (own_length[:, None] + lengths[None, :]) / 2, np.inf)
+        leader = np.argmin(gap_matrix, axis=1)
+        gaps = gap_matrix[np.arange(count), leader]
+        vehicle_speeds = np.array([v.speed for v in self.vehicles])
+        for i in np.flatnonzero(np.isfinite(gaps) & (leader < count)):
+            j = leader[i]
+            speeds[i] = vehicle_speeds[j] * np.cos(yaw[j] - yaw[i])
+        # Through junctions the straight corridor misses what is round the bend: probe the
+        # path itself a few metres ahead for vehicles turning or about to turn.
+        for i, v in enumerate(self.vehicles):
+            piece = self._piece(v)
+            if v.connector is None and piece.length - v.s > PROBE_RANGE:
+                continue
+            ahead = v.kind.length / 2 + PROBE_STEPS
+            points = self._future_points(v, ahead)
+            dist = np.linalg.norm(_wrap(centers[None] - points[:, None], self.size), axis=2)
+            hit = dist < (v.kind.width + widths[None, :]) / 2 + 0.3
+            hit[:, i] = False
+            rows = np.flatnonzero(hit.any(axis=1))
+            if len(rows):
+                probe_gap = PROBE_STEPS[rows[0]] - 1.0
+                if probe_gap < gaps[i]:
+                    gaps[i], speeds[i] = probe_gap, 0.0
+        return gaps, speeds
+
+    def _future_points(self, v: Vehicle, distances: np.ndarray) -> np.ndarray:
+        """World points ``distances`` metres ahead of ``v`` along its lane and planned turn."""
+        path = self._piece(v)
+        s = v.s + distances
+        points = path.position(s) + v.shift
+        beyond = s > path.length
+        if not beyond.any():
+            return points
+        if v.connector is not None:
+            connector = self.graph.connectors[v.connector]
+            following = self.graph.lanes[connector.to_lane].path
+            shift = v.shift + connector.offset
+        elif v.plan is not None:
+            following, shift = self.graph.connectors[v.plan].path, v.shift
+        else:
+            return points
+        points[beyond] = following.position(s[beyond] - path.length) + shift
+        return points
+
+    def _piece_of(self, connector: int | None, lane: int):
+        if connector is not None:
+            return self.graph.connectors[connector].path
+        return self.graph.lanes[lane].path
+
+    def _idm(self, v: Vehicle, gap: float, leader_speed: float) -> float:
         desired = v.desired_speed
         path = self._piece(v)
         to_end = path.length - v.s - v.kind.length / 2
@@ -319,7 +371,7 @@ class Traffic:
             dynamic = IDM_MIN_GAP + v.speed * IDM_TIME_GAP
             dynamic += v.speed * (v.speed - leader_speed) / (2 * np.sqrt(a * IDM_COMFORT_BRAKE))
             interaction = (max(dynamic, IDM_MIN_GAP) / max(gap, 0.1)) ** 2
-        return float(np.clip(a * (free - interaction), -IDM_MAX_BRAKE, a))
+        return min(max(a * (free - interaction), -IDM_MAX_BRAKE), a)
 
     def _advance(self, v: Vehicle, distance: float) -> None:
         v.s += distance

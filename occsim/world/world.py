@@ -93,9 +93,9 @@ class ProceduralWorld:
         elif maneuver == "motionless":
             speed, desired = 0.0, 0.0
         preference = maneuver if maneuver in ("left", "right", "straight") else "straight"
-        start = float(rng.uniform(5.0, max(5.0, length - 45.0)))
+        start = float(rng.uniform(15.0, max(15.0, length - 45.0)))
         if maneuver in ("left", "right"):
-            start = max(5.0, length - float(rng.uniform(10.0, 30.0)))  # turn within a clip
+            start = max(15.0, length - float(rng.uniform(10.0, 30.0)))  # turn within a clip
         self.ego = self.traffic.add_vehicle(
             EGO_TYPE,
             lane,
