@@ -1,0 +1,296 @@
+"""OccTokenizer: the 4D occupancy scene tokenizer of OccSora section 3.2 (a VQ-VAE).
+
+Occupancy ``(B, T, X, Y, Z)`` -> class embedding (height folded into channels)
+``(B, Z*c', T, X, Y)`` -> causal 3D conv encoder that downsamples time and space, with
+axial attention at the latent -> nearest-code quantisation -> mirrored decoder ->
+per-voxel class logits ``(B, T, X, Y, Z, 18)``, tied to the class embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from occsim.labels import NUM_CLASSES
+from occsim.tokenizer.layers import (
+    AxialAttention,
+    CausalConv3d,
+    ResBlock3d,
+    StreamCache,
+    frame_norm,
+)
+from occsim.tokenizer.patches import ClassPatchEmbed, ClassPatchHead, PatchMerge3d, PatchSplit3d
+from occsim.tokenizer.quantizer import QuantizerOutput, VectorQuantizer
+
+TOKENIZER_PRESETS: dict[str, dict] = {
+    # The paper's Table 3 first row: 32x200x200x16 -> 128x4x25x25, 512 codes, c' = 8.
+    "paper": dict(
+        class_embed_dim=8,
+        stem_patch=(1, 1, 1),
+        block_channels=(128, 256, 512, 512),
+        downsample=((2, 2, 2), (2, 2, 2), (2, 2, 2)),
+        num_res_blocks=2,
+        latent_channels=128,
+        codebook_size=512,
+        codebook_groups=1,
+        attention_heads=8,
+        dropout=0.1,
+    ),
+    # Sized for a 2-core CPU: 4 frames of 200x200x16 -> one 50x50 latent frame.
+    "default": dict(
+        class_embed_dim=8,
+        stem_patch=(1, 4, 4),
+        block_channels=(32, 64),
+        downsample=((4, 1, 1),),
+        num_res_blocks=1,
+        latent_channels=32,
+        codebook_size=1024,
+        codebook_groups=4,
+        attention_heads=4,
+        dropout=0.0,
+    ),
+    # For tests: small and fast.
+    "tiny": dict(
+        class_embed_dim=4,
+        stem_patch=(1, 4, 4),
+        block_channels=(8, 16),
+        downsample=((2, 1, 1),),
+        num_res_blocks=1,
+        latent_channels=8,
+        codebook_size=64,
+        codebook_groups=2,
+        attention_heads=2,
+        dropout=0.0,
+    ),
+}
+
+
+@dataclass
+class TokenizerOutput:
+    """Training forward pass: logits, quantised latents and quantiser statistics."""
+
+    logits: torch.Tensor
+    quantizer: QuantizerOutput
+
+
+@dataclass
+class TokenizerEncoding:
+    """``latents (B, C, t, h, w)`` (quantised) and code ``indices (B, G, t, h, w)``."""
+
+    latents: torch.Tensor
+    indices: torch.Tensor
+
+
+class OccTokenizer(ModelMixin, ConfigMixin):
+    """4D occupancy VQ-VAE with causal-in-time convolutions, so clips can be streamed.
+
+    Args:
+        num_classes: occupancy classes (18 for Occ3D-nuScenes).
+        grid_size: ``(X, Y, Z)`` voxels per frame.
+        class_embed_dim: c', the learned embedding size of each class.
+        stem_patch: ``(t, h, w)`` patch of the first (patchifying) layer.
+        block_channels: channels of each level, from the finest to the latent resolution.
+        downsample: ``(t, h, w)`` patch merge between consecutive levels.
+        num_res_blocks: residual blocks per level.
+        latent_channels: C, channels of the latent.
+        codebook_size: N codes.
+        codebook_groups: sub-vectors of the latent quantised independently (1 = paper).
+        attention_heads: heads of the axial attention at the latent resolution.
+        dropout: dropout in residual blocks and attention.
+        commitment_cost: weight of the commitment loss.
+        codebook_decay: EMA decay of the codebook.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        grid_size: tuple[int, int, int] = (200, 200, 16),
+        class_embed_dim: int = 8,
+        stem_patch: tuple[int, int, int] = (1, 4, 4),
+        block_channels: tuple[int, ...] = (32, 64),
+        downsample: tuple[tuple[int, int, int], ...] = ((4, 1, 1),),
+        num_res_blocks: int = 1,
+        latent_channels: int = 32,
+        codebook_size: int = 1024,
+        codebook_groups: int = 4,
+        attention_heads: int = 4,
+        dropout: float = 0.0,
+        commitment_cost: float = 0.25,
+        codebook_decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        stem_patch = tuple(stem_patch)
+        downsample = tuple(tuple(d) for d in downsample)
+        if len(downsample) != len(block_channels) - 1:
+            raise ValueError(
+                f"downsample has {len(downsample)} factors for {len(block_channels)} levels; "
+                "give one factor between each pair of consecutive levels"
+            )
+        factors = [stem_patch, *downsample]
+        self.temporal_factor = math.prod(f[0] for f in factors)
+        self.spatial_factor = (math.prod(f[1] for f in factors), math.prod(f[2] for f in factors))
+        x, y, z = grid_size
+        if x % self.spatial_factor[0] or y % self.spatial_factor[1]:
+            raise ValueError(
+                f"grid {tuple(grid_size[:2])} is not divisible by the spatial factor "
+                f"{self.spatial_factor}"
+            )
+        self.class_embedding = nn.Embedding(num_classes, class_embed_dim)
+        top = block_channels[-1]
+
+        # Encoder: fused class embedding + patchify, levels of residual blocks joined by
+        # patch merges, axial attention at the latent resolution, projection to C.
+        self.stem = ClassPatchEmbed(class_embed_dim, z, block_channels[0], stem_patch)
+        self.encoder_blocks = nn.ModuleList(
+            nn.ModuleList(ResBlock3d(ch, dropout) for _ in range(num_res_blocks))
+            for ch in block_channels
+        )
+        self.encoder_merges = nn.ModuleList(
+            PatchMerge3d(block_channels[i], block_channels[i + 1], f)
+            for i, f in enumerate(downsample)
+        )
+        self.encoder_mid = ResBlock3d(top, dropout)
+        self.encoder_attention = AxialAttention(top, attention_heads, dropout)
+        self.encoder_norm = nn.GroupNorm(min(8, top), top)
+        self.to_latent = PatchMerge3d(top, latent_channels, (1, 1, 1))
+        self.quantizer = VectorQuantizer(
+            codebook_size, latent_channels, codebook_groups, commitment_cost, codebook_decay
+        )
+
+        # Decoder: the mirror image, ending in logits tied to the class embeddings.
+        self.from_latent = CausalConv3d(latent_channels, top)
+        self.decoder_mid = ResBlock3d(top, dropout)
+        self.decoder_attention = AxialAttention(top, attention_heads, dropout)
+        self.decoder_blocks = nn.ModuleList(
+            nn.ModuleList(ResBlock3d(ch, dropout) for _ in range(num_res_blocks))
+            for ch in reversed(block_channels)
+        )
+        self.decoder_splits = nn.ModuleList(
+            PatchSplit3d(block_channels[i + 1], block_channels[i], downsample[i])
+            for i in reversed(range(len(downsample)))
+        )
+        self.decoder_norm = nn.GroupNorm(min(8, block_channels[0]), block_channels[0])
+        self.head = ClassPatchHead(block_channels[0], class_embed_dim, num_classes, z, stem_patch)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> OccTokenizer:
+        """A tokenizer of a named size: ``paper``, ``default`` or ``tiny``."""
+        if name not in TOKENIZER_PRESETS:
+            raise ValueError(
+                f"unknown tokenizer preset {name!r}; expected one of {sorted(TOKENIZER_PRESETS)}"
+            )
+        return cls(**{**TOKENIZER_PRESETS[name], **overrides})
+
+    # ------------------------------------------------------------------ shapes
+    def latent_shape(self, num_frames: int) -> tuple[int, int, int, int]:
+        """``(C, t, h, w)`` of the latent of a clip of ``num_frames`` frames."""
+        self._check_frames(num_frames)
+        x, y, _ = self.config.grid_size
+        return (
+            self.config.latent_channels,
+            num_frames // self.temporal_factor,
+            x // self.spatial_factor[0],
+            y // self.spatial_factor[1],
+        )
+
+    def _check_frames(self, num_frames: int) -> None:
+        if num_frames < 1 or num_frames % self.temporal_factor:
+            raise ValueError(
+                f"clip length {num_frames} must be a positive multiple of the temporal factor "
+                f"{self.temporal_factor} (pad the clip by repeating its last frame)"
+            )
+
+    def _check_occupancy(self, occupancy: torch.Tensor) -> torch.Tensor:
+        if not isinstance(occupancy, torch.Tensor):
+            raise TypeError(f"occupancy must be a torch tensor, got {type(occupancy).__name__}")
+        if occupancy.ndim != 5:
+            raise ValueError(
+                f"occupancy must have shape (B, T, X, Y, Z), got {tuple(occupancy.shape)}"
+            )
+        if occupancy.dtype.is_floating_point or occupancy.dtype == torch.bool:
+            raise TypeError(f"occupancy must hold integer class ids, got {occupancy.dtype}")
+        if tuple(occupancy.shape[2:]) != tuple(self.config.grid_size):
+            raise ValueError(
+                f"occupancy frames must be {tuple(self.config.grid_size)}, got "
+                f"{tuple(occupancy.shape[2:])}"
+            )
+        self._check_frames(occupancy.shape[1])
+        low, high = int(occupancy.min()), int(occupancy.max())
+        if low < 0 or high >= self.config.num_classes:
+            raise ValueError(
+                f"occupancy holds class ids in [{low}, {high}], expected "
+                f"0..{self.config.num_classes - 1}"
+            )
+        return occupancy.long()
+
+    # ------------------------------------------------------------------ encoder
+    def _encode_features(self, occupancy: torch.Tensor, cache: StreamCache | None):
+        h = self.stem(self._check_occupancy(occupancy), self.class_embedding.weight)
+        for i, blocks in enumerate(self.encoder_blocks):
+            for block in blocks:
+                h = block(h, cache)
+            if i < len(self.encoder_merges):
+                h = self.encoder_merges[i](h)
+        h = self.encoder_attention(self.encoder_mid(h, cache))
+        return self.to_latent(F.silu(frame_norm(self.encoder_norm, h)))
+
+    def encode(
+        self, occupancy: torch.Tensor, cache: StreamCache | None = None
+    ) -> TokenizerEncoding:
+        """Quantised latents and code indices of occupancy ``(B, T, X, Y, Z)``.
+
+        Pass the same :class:`StreamCache` to consecutive calls to encode a long clip chunk
+        by chunk (each chunk a multiple of the temporal factor) exactly as a whole.
+        """
+        quantized = self.quantizer(self._encode_features(occupancy, cache))
+        return TokenizerEncoding(quantized.quantized, quantized.indices)
+
+    # ------------------------------------------------------------------ decoder
+    def decode(self, latents: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+        """Class logits ``(B, T, X, Y, Z, num_classes)`` of latents ``(B, C, t, h, w)``."""
+        return self.head(self._decode_features(latents, cache), self.class_embedding.weight)
+
+    def _decode_features(self, latents: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+        expected = self.config.latent_channels
+        if latents.ndim != 5 or latents.shape[1] != expected:
+            raise ValueError(
+                f"latents must have shape (B, {expected}, t, h, w), got {tuple(latents.shape)}"
+            )
+        h = self.from_latent(latents, cache)
+        h = self.decoder_attention(self.decoder_mid(h, cache))
+        for i, blocks in enumerate(self.decoder_blocks):
+            for block in blocks:
+                h = block(h, cache)
+            if i < len(self.decoder_splits):
+                h = self.decoder_splits[i](h)
+        return F.silu(frame_norm(self.decoder_norm, h))
+
+    @torch.no_grad()
+    def decode_classes(
+        self, latents: torch.Tensor, cache: StreamCache | None = None
+    ) -> torch.Tensor:
+        """Occupancy ``(B, T, X, Y, Z)`` uint8 of latents, without holding all logits."""
+        return self.head.classes(self._decode_features(latents, cache), self.class_embedding.weight)
+
+    def decode_indices(
+        self, indices: torch.Tensor, cache: StreamCache | None = None
+    ) -> torch.Tensor:
+        """Class logits of code indices ``(B, G, t, h, w)``."""
+        return self.decode(self.quantizer.lookup(indices), cache)
+
+    @torch.no_grad()
+    def reconstruct(self, occupancy: torch.Tensor) -> torch.Tensor:
+        """Occupancy ``(B, T, X, Y, Z)`` uint8 after an encode-decode round trip."""
+        return self.decode_classes(self.encode(occupancy).latents)
+
+    def forward(self, occupancy: torch.Tensor) -> TokenizerOutput:
+        """Training pass: logits and quantiser losses and statistics."""
+        quantized = self.quantizer(self._encode_features(occupancy, None))
+        return TokenizerOutput(self.decode(quantized.quantized), quantized)

@@ -1,0 +1,151 @@
+"""Non-overlapping (kernel = stride) 3D patch layers as matrix products.
+
+A convolution whose kernel equals its stride is a reshape plus a linear map; written that
+way it runs several times faster on CPU than ``Conv3d``/``ConvTranspose3d`` and is causal
+in time by construction (each output frame sees only its own input frames).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class PatchMerge3d(nn.Module):
+    """``(B, C, T, H, W) -> (B, C', T/pt, H/ph, W/pw)``: a strided conv with kernel = stride."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.patch = tuple(patch)
+        self.linear = nn.Linear(
+            in_channels * self.patch[0] * self.patch[1] * self.patch[2], out_channels
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pt, ph, pw = self.patch
+        if x.shape[2] % pt or x.shape[3] % ph or x.shape[4] % pw:
+            raise ValueError(f"shape {tuple(x.shape[2:])} is not divisible by patch {self.patch}")
+        patches = rearrange(x, "b c (t i) (h j) (w k) -> b t h w (c i j k)", i=pt, j=ph, k=pw)
+        return rearrange(self.linear(patches), "b t h w c -> b c t h w")
+
+
+class PatchSplit3d(nn.Module):
+    """``(B, C, T, H, W) -> (B, C', T*pt, H*ph, W*pw)``: a transposed conv with kernel = stride."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.patch = tuple(patch)
+        self.out_channels = out_channels
+        self.linear = nn.Linear(
+            in_channels, out_channels * self.patch[0] * self.patch[1] * self.patch[2]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pt, ph, pw = self.patch
+        out = self.linear(rearrange(x, "b c t h w -> b t h w c"))
+        return rearrange(out, "b t h w (c i j k) -> b c (t i) (h j) (w k)", i=pt, j=ph, k=pw)
+
+
+class ClassPatchEmbed(nn.Module):
+    """Class embedding, height folded into channels, and a patchifying linear map, fused.
+
+    Embedding every voxel (c' floats each) and then patchifying is linear in the one-hot
+    classes, so the composition is a table of ``patch * Z * classes`` vectors summed per
+    patch: ``embedding_bag`` computes it without ever materialising the embedded volume.
+    """
+
+    def __init__(
+        self, embed_dim: int, height: int, out_channels: int, patch: tuple[int, int, int]
+    ) -> None:
+        super().__init__()
+        self.patch, self.height = tuple(patch), height
+        pt, ph, pw = self.patch
+        self.weight = nn.Parameter(torch.empty(out_channels, pt, ph, pw, height, embed_dim))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        nn.init.kaiming_uniform_(self.weight.view(out_channels, -1), a=5**0.5)
+        fan_in = pt * ph * pw * height * embed_dim
+        nn.init.uniform_(self.bias, -(fan_in**-0.5), fan_in**-0.5)
+
+    def forward(self, occupancy: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """Occupancy ids ``(B, T, X, Y, Z)`` -> features ``(B, C, T/pt, X/ph, Y/pw)``.
+
+        ``class_embeddings`` ``(classes, c')`` is passed in, as the head shares it.
+        """
+        pt, ph, pw = self.patch
+        num_classes = class_embeddings.shape[0]
+        # table[(i, j, k, z, class)] = W[:, i, j, k, z, :] @ E[class]
+        table = torch.einsum("oijkzc,nc->ijkzno", self.weight, class_embeddings)
+        table = table.reshape(-1, self.weight.shape[0])
+        b, t, x, y, _ = occupancy.shape
+        ids = rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y) (i j k z)", i=pt, j=ph, k=pw)
+        offsets = torch.arange(ids.shape[1], device=ids.device) * num_classes
+        features = F.embedding_bag(ids.long() + offsets, table, mode="sum") + self.bias
+        return rearrange(features, "(b t x y) c -> b c t x y", b=b, t=t // pt, x=x // ph, y=y // pw)
+
+
+class ClassPatchHead(nn.Module):
+    """Features ``(B, C, t, h, w)`` -> per-voxel class logits ``(B, T, X, Y, Z, classes)``.
+
+    The transposed patch map to ``c'`` features per voxel is fused with the product by the
+    (tied) class embeddings, so logits come out of one matrix product.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        embed_dim: int,
+        num_classes: int,
+        height: int,
+        patch: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        self.patch, self.height = tuple(patch), height
+        pt, ph, pw = self.patch
+        self.weight = nn.Parameter(torch.empty(pt, ph, pw, height, embed_dim, in_channels))
+        nn.init.kaiming_uniform_(self.weight.view(-1, in_channels), a=5**0.5)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def fused_weight(self, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """``(C, pt*ph*pw*Z*classes)``: patch map times class embeddings."""
+        fused = torch.einsum("ijkzcd,nc->dijkzn", self.weight, class_embeddings)
+        return fused.reshape(self.weight.shape[-1], -1)
+
+    def _patch_logits(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Logits per latent position, ``(B, t, x, y, pt*ph*pw*Z, classes)``, contiguous."""
+        logits = rearrange(h, "b c t x y -> b t x y c") @ weight
+        logits = logits.view(*logits.shape[:-1], -1, self.bias.shape[0])
+        return logits + self.bias
+
+    def _unpatch(self, values: torch.Tensor) -> torch.Tensor:
+        pt, ph, pw = self.patch
+        return rearrange(
+            values,
+            "b t x y (i j k z) ... -> b (t i) (x j) (y k) z ...",
+            i=pt,
+            j=ph,
+            k=pw,
+            z=self.height,
+        )
+
+    def forward(self, h: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        return self._unpatch(self._patch_logits(h, self.fused_weight(class_embeddings)))
+
+    @torch.no_grad()
+    def classes(
+        self, h: torch.Tensor, class_embeddings: torch.Tensor, rows_per_chunk: int = 8
+    ) -> torch.Tensor:
+        """Arg-max classes ``(B, T, X, Y, Z)`` uint8, a frame and a few rows at a time, so
+        the full logits (18 floats per voxel) are never held in memory at once."""
+        weight = self.fused_weight(class_embeddings)
+        frames = []
+        for t in range(h.shape[2]):
+            rows = [
+                self._patch_logits(h[:, :, t : t + 1, r : r + rows_per_chunk], weight)
+                .argmax(-1)
+                .to(torch.uint8)
+                for r in range(0, h.shape[3], rows_per_chunk)
+            ]
+            frames.append(torch.cat(rows, dim=2))
+        return self._unpatch(torch.cat(frames, dim=1))

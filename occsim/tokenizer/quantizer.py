@@ -1,0 +1,140 @@
+"""Nearest-code vector quantisation (OccSora eq. 1) with an EMA codebook kept alive.
+
+Each latent vector is split into ``groups`` sub-vectors, each replaced by its nearest code
+(L2) of one shared codebook; ``groups=1`` is the paper's quantiser. Codes are updated by an
+exponential moving average of the vectors assigned to them, and codes that fall out of use
+are restarted on random encoder outputs of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass
+class QuantizerOutput:
+    """Quantised latents ``(B, C, t, h, w)``, code indices ``(B, G, t, h, w)`` and losses."""
+
+    quantized: torch.Tensor
+    indices: torch.Tensor
+    commitment_loss: torch.Tensor
+    codebook_loss: torch.Tensor
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+
+
+class VectorQuantizer(nn.Module):
+    """EMA vector quantiser over ``groups`` sub-vectors of the channel axis.
+
+    Args:
+        codebook_size: number of codes N.
+        dim: channels of the latent (a multiple of ``groups``).
+        groups: sub-vectors quantised independently with the shared codebook.
+        commitment_cost: weight of ``||z - sg(q)||^2``.
+        decay: EMA decay of the codebook statistics.
+        dead_code_threshold: EMA usage under which a code is restarted in training.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        groups: int = 1,
+        commitment_cost: float = 0.25,
+        decay: float = 0.99,
+        dead_code_threshold: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if dim % groups:
+            raise ValueError(f"latent channels {dim} must be divisible by codebook groups {groups}")
+        self.codebook_size, self.groups, self.code_dim = codebook_size, groups, dim // groups
+        self.commitment_cost, self.decay = commitment_cost, decay
+        self.dead_code_threshold = dead_code_threshold
+        embedding = torch.randn(codebook_size, self.code_dim) / self.code_dim**0.5
+        self.register_buffer("embedding", embedding)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embedding_sum", embedding.clone())
+
+    def _split(self, z: torch.Tensor) -> torch.Tensor:
+        return rearrange(z, "b (g d) t h w -> (b t h w g) d", g=self.groups)
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (L2) of each row of ``flat``."""
+        # ||f||^2 is the same for every code, so argmin over ||e||^2 - 2 f.e suffices.
+        scores = torch.addmm(
+            self.embedding.pow(2).sum(1)[None, :], flat, self.embedding.t(), alpha=-2.0
+        )
+        return scores.argmin(dim=1)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, t, h, w)`` of code indices ``(B, G, t, h, w)``."""
+        if indices.ndim != 5 or indices.shape[1] != self.groups:
+            raise ValueError(
+                f"indices must have shape (B, {self.groups}, t, h, w), got {tuple(indices.shape)}"
+            )
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(f"code indices must lie in 0..{self.codebook_size - 1}")
+        codes = F.embedding(indices, self.embedding)  # (B, G, t, h, w, d)
+        return rearrange(codes, "b g t h w d -> b (g d) t h w")
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        b, _, t, h, w = z.shape
+        flat = self._split(z.float())
+        indices = self.nearest(flat)
+        quantized_flat = self.embedding[indices]
+        counts = torch.bincount(indices, minlength=self.codebook_size).to(flat.dtype)
+        if self.training:
+            self._ema_update(flat.detach(), indices, counts)
+        probabilities = counts / counts.sum()
+        perplexity = torch.exp(-(probabilities * torch.log(probabilities + 1e-10)).sum())
+        usage = (probabilities > 0).float().mean()
+        commitment = F.mse_loss(flat, quantized_flat.detach())
+        codebook = F.mse_loss(flat.detach(), quantized_flat)
+        if self.training:
+            # Straight-through: the decoder's gradient flows to the encoder unchanged.
+            quantized_flat = flat + (quantized_flat - flat).detach()
+        quantized = (
+            rearrange(
+                quantized_flat, "(b t h w g) d -> b (g d) t h w", b=b, t=t, h=h, w=w, g=self.groups
+            )
+            .to(z.dtype)
+            .contiguous()
+        )  # same layout as lookup(): identical decoder numerics
+        return QuantizerOutput(
+            quantized=quantized,
+            indices=rearrange(indices, "(b t h w g) -> b g t h w", b=b, t=t, h=h, w=w),
+            commitment_loss=self.commitment_cost * commitment,
+            codebook_loss=codebook.detach(),
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        sums = torch.zeros_like(self.embedding).index_add_(0, indices, flat)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+            torch.distributed.all_reduce(sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embedding_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + 1e-5) / (total + self.codebook_size * 1e-5) * total
+        self.embedding.copy_(self.embedding_sum / smoothed[:, None])
+        dead = self.cluster_size < self.dead_code_threshold
+        if dead.any():
+            # Restart unused codes on random encoder outputs (same draw on every rank).
+            picks = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.broadcast(picks, 0)
+                replacement = flat[picks].contiguous()
+                torch.distributed.broadcast(replacement, 0)
+            else:
+                replacement = flat[picks]
+            self.embedding[dead] = replacement
+            self.embedding_sum[dead] = replacement
+            self.cluster_size[dead] = 1.0

@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+
+from occsim.metrics import OccupancyMetrics
+from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
+
+SMALL_GRID = (40, 40, 16)
+
+
+def tiny(**overrides) -> OccTokenizer:
+    torch.manual_seed(0)
+    return OccTokenizer.from_preset("tiny", grid_size=SMALL_GRID, **overrides).eval()
+
+
+def random_occupancy(frames: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 18, (batch, frames, *SMALL_GRID), generator=generator)
+
+
+def test_shapes_for_any_batch():
+    model = tiny()
+    for batch in (1, 3):
+        occupancy = random_occupancy(4, batch)
+        encoding = model.encode(occupancy)
+        assert encoding.latents.shape == (batch, 8, 2, 10, 10) == (batch, *model.latent_shape(4))
+        assert encoding.indices.shape == (batch, 2, 2, 10, 10)
+        logits = model.decode(encoding.latents)
+        assert logits.shape == (batch, 4, *SMALL_GRID, 18)
+        reconstruction = model.reconstruct(occupancy)
+        assert reconstruction.dtype == torch.uint8
+        assert torch.equal(reconstruction, logits.argmax(-1).to(torch.uint8))
+
+
+def test_decode_indices_equals_decode_latents():
+    model = tiny()
+    encoding = model.encode(random_occupancy(4))
+    assert torch.equal(model.decode_indices(encoding.indices), model.decode(encoding.latents))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    occupancy = random_occupancy(4)
+    model.save_pretrained(tmp_path / "tok")
+    loaded = OccTokenizer.from_pretrained(tmp_path / "tok").eval()
+    assert (tmp_path / "tok" / "config.json").exists()
+    assert list((tmp_path / "tok").glob("*.safetensors"))
+    assert torch.equal(model.encode(occupancy).indices, loaded.encode(occupancy).indices)
+    assert torch.equal(
+        model.decode(model.encode(occupancy).latents),
+        loaded.decode(loaded.encode(occupancy).latents),
+    )
+
+
+def test_chunked_streaming_equals_whole_clip():
+    model = tiny()
+    occupancy = random_occupancy(8)
+    with torch.no_grad():
+        whole = model.encode(occupancy)
+        whole_logits = model.decode(whole.latents)
+        cache_enc, cache_dec = StreamCache(), StreamCache()
+        latents, logits = [], []
+        for start in (0, 2, 4, 6):  # chunks of one temporal factor (2 frames)
+            part = model.encode(occupancy[:, start : start + 2], cache_enc)
+            latents.append(part.latents)
+            logits.append(model.decode(part.latents, cache_dec))
+    assert torch.allclose(torch.cat(latents, dim=2), whole.latents, atol=1e-5)
+    assert torch.allclose(torch.cat(logits, dim=1), whole_logits, atol=1e-4)
+    assert len(cache_enc) > 0 and len(cache_dec) > 0
+
+
+def test_paper_preset_on_meta_device():
+    with torch.device("meta"):
+        model = OccTokenizer.from_preset("paper")
+    assert model.latent_shape(32) == (128, 4, 25, 25)
+    assert model.temporal_factor == 8 and model.spatial_factor == (8, 8)
+    assert sum(p.numel() for p in model.parameters()) == 82_812_834
+
+
+def test_default_preset_shapes():
+    with torch.device("meta"):
+        model = OccTokenizer.from_preset("default")
+    assert model.latent_shape(4) == (32, 1, 50, 50)
+
+
+def test_bad_input_is_rejected_with_a_clear_message():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"class ids in \[18, 18\], expected 0..17"):
+        model.encode(torch.full((1, 2, *SMALL_GRID), 18))
+    with pytest.raises(ValueError, match=r"shape \(B, T, X, Y, Z\)"):
+        model.encode(torch.zeros(2, *SMALL_GRID, dtype=torch.long))
+    with pytest.raises(ValueError, match="multiple of the temporal factor 2"):
+        model.encode(torch.zeros(1, 3, *SMALL_GRID, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer class ids"):
+        model.encode(torch.zeros(1, 2, *SMALL_GRID))
+    with pytest.raises(ValueError, match="frames must be"):
+        model.encode(torch.zeros(1, 2, 20, 20, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="code indices must lie"):
+        model.decode_indices(torch.full((1, 2, 1, 10, 10), 64))
+    with pytest.raises(ValueError, match="unknown tokenizer preset"):
+        OccTokenizer.from_preset("huge")
+
+
+def test_lovasz_is_zero_for_perfect_and_positive_otherwise():
+    labels = torch.tensor([0, 1, 2, 2])
+    perfect = torch.nn.functional.one_hot(labels, 3).float()
+    assert lovasz_softmax(perfect, labels).item() == pytest.approx(0.0)
+    uniform = torch.full((4, 3), 1 / 3)
+    assert lovasz_softmax(uniform, labels).item() > 0.3
+
+
+def test_codebook_stays_alive_and_losses_are_reported():
+    model = tiny()
+    model.train()
+    occupancy = random_occupancy(2, batch=2)
+    output = model(occupancy)
+    losses = tokenizer_losses(output, occupancy)
+    assert set(losses) == {"ce", "lovasz", "commitment", "total", "codebook"}
+    assert torch.isfinite(losses["total"])
+    losses["total"].backward()
+    assert model.class_embedding.weight.grad is not None
+    # Unused codes are restarted on encoder outputs once their EMA usage decays.
+    quantizer = model.quantizer
+    quantizer.cluster_size.fill_(0.0)
+    model(occupancy)
+    assert (quantizer.cluster_size >= 0.1).all()
+    assert 0 < output.quantizer.usage <= 1 and output.quantizer.perplexity >= 1
+
+
+@pytest.mark.slow
+def test_default_preset_overfits_procedural_clips():
+    from occsim.data import ProceduralClips
+    from occsim.world import WorldConfig
+
+    torch.manual_seed(0)
+    clips = ProceduralClips(2, clip_len=4, seed=3, config=WorldConfig(size=192.0, grid_nodes=3))
+    occupancy = torch.from_numpy(np.stack([clips[i]["occupancy"] for i in range(2)])).long()
+    model = OccTokenizer.from_preset("default")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(300):
+        losses = tokenizer_losses(model(occupancy), occupancy)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+    model.eval()
+    metrics = OccupancyMetrics()
+    metrics.update(model.reconstruct(occupancy).numpy(), occupancy.numpy().astype(np.uint8))
+    assert metrics.compute().miou >= 90.0
