@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 
 from occsim.metrics import OccupancyMetrics
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
@@ -114,7 +115,10 @@ def test_codebook_stays_alive_and_losses_are_reported():
     model.train()
     occupancy = random_occupancy(2, batch=2)
     output = model(occupancy)
-    losses = tokenizer_losses(output, occupancy)
+    assert output.logits.shape == (occupancy.numel(), 18) and output.target.shape == (
+        occupancy.numel(),
+    )
+    losses = tokenizer_losses(output)
     assert set(losses) == {"ce", "lovasz", "commitment", "total", "codebook"}
     assert torch.isfinite(losses["total"])
     losses["total"].backward()
@@ -125,6 +129,27 @@ def test_codebook_stays_alive_and_losses_are_reported():
     model(occupancy)
     assert (quantizer.cluster_size >= 0.1).all()
     assert 0 < output.quantizer.usage <= 1 and output.quantizer.perplexity >= 1
+
+
+def test_patch_sampling_keeps_rare_classes_and_matches_full_logits():
+    model = tiny()
+    occupancy = torch.full((1, 2, *SMALL_GRID), 17)
+    occupancy[:, :, :, :, 2] = 11  # ground everywhere
+    occupancy[0, :, 5, 7, 3] = 7  # one pedestrian voxel per frame
+    generator = torch.Generator().manual_seed(0)
+    sampled = model(occupancy, patch_fraction=0.0, generator=generator)
+    # Only the patches holding the pedestrian survive (one per frame): 2 x (4*4*16) voxels.
+    assert sampled.target.shape == (2 * 4 * 4 * 16,)
+    assert (sampled.target == 7).sum() == 2
+    # With every patch kept, the training logits are the decoder's, grouped by patch.
+    full = model(occupancy)
+    logits = model.decode(model.encode(occupancy).latents)
+    grouped = rearrange(logits, "b (t i) (x j) (y k) z n -> (b t x y i j k z) n", i=1, j=4, k=4)
+    assert torch.allclose(full.logits, grouped, atol=1e-5)
+    assert torch.equal(
+        full.target,
+        rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y i j k z)", i=1, j=4, k=4),
+    )
 
 
 @pytest.mark.slow
@@ -138,7 +163,7 @@ def test_default_preset_overfits_procedural_clips():
     model = OccTokenizer.from_preset("default")
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for _ in range(300):
-        losses = tokenizer_losses(model(occupancy), occupancy)
+        losses = tokenizer_losses(model(occupancy, patch_fraction=0.3))
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()

@@ -52,10 +52,10 @@ def reconstruction_losses(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     lovasz_weight: float = 1.0,
-    lovasz_voxels: int = 200_000,
+    lovasz_voxels: int = 100_000,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Cross-entropy and Lovasz-softmax of logits ``(B, T, X, Y, Z, C)`` against ids.
+    """Cross-entropy and Lovasz-softmax of logits ``(..., C)`` against class ids ``(...)``.
 
     Lovasz sorts every voxel per class; on a random subset of ``lovasz_voxels`` voxels it
     costs a fraction and estimates the same loss.
@@ -79,7 +79,6 @@ def reconstruction_losses(
 
 def tokenizer_losses(
     output,
-    target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     lovasz_weight: float = 1.0,
     generator: torch.Generator | None = None,
@@ -87,11 +86,11 @@ def tokenizer_losses(
     """Every loss term of a tokenizer training step, and their sum under ``"total"``.
 
     Args:
-        output: the :class:`~occsim.tokenizer.TokenizerOutput` of ``tokenizer(target)``.
-        target: occupancy ``(B, T, X, Y, Z)`` class ids.
+        output: the :class:`~occsim.tokenizer.TokenizerOutput` of a training forward pass,
+            which carries the logits and the target ids of the supervised voxels.
     """
     losses = reconstruction_losses(
-        output.logits, target, class_weights, lovasz_weight, generator=generator
+        output.logits, output.target, class_weights, lovasz_weight, generator=generator
     )
     losses["commitment"] = output.quantizer.commitment_loss
     losses["total"] = sum(losses.values())

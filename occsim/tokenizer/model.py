@@ -17,7 +17,15 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from occsim.labels import NUM_CLASSES
+from occsim.labels import (
+    DRIVEABLE_SURFACE,
+    FREE,
+    MANMADE,
+    NUM_CLASSES,
+    SIDEWALK,
+    TERRAIN,
+    VEGETATION,
+)
 from occsim.tokenizer.layers import (
     AxialAttention,
     CausalConv3d,
@@ -73,9 +81,11 @@ TOKENIZER_PRESETS: dict[str, dict] = {
 
 @dataclass
 class TokenizerOutput:
-    """Training forward pass: logits, quantised latents and quantiser statistics."""
+    """Training forward pass: logits of the supervised voxels, their target class ids, and
+    the quantiser's output. ``logits`` is ``(N, classes)`` and ``target`` ``(N,)``."""
 
     logits: torch.Tensor
+    target: torch.Tensor
     quantizer: QuantizerOutput
 
 
@@ -143,6 +153,12 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 f"{self.spatial_factor}"
             )
         self.class_embedding = nn.Embedding(num_classes, class_embed_dim)
+        # Classes common enough that patches made only of them may be subsampled in training.
+        self.register_buffer(
+            "_common_classes",
+            torch.tensor([DRIVEABLE_SURFACE, SIDEWALK, TERRAIN, MANMADE, VEGETATION, FREE]),
+            persistent=False,
+        )
         top = block_channels[-1]
 
         # Encoder: fused class embedding + patchify, levels of residual blocks joined by
@@ -290,7 +306,35 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         """Occupancy ``(B, T, X, Y, Z)`` uint8 after an encode-decode round trip."""
         return self.decode_classes(self.encode(occupancy).latents)
 
-    def forward(self, occupancy: torch.Tensor) -> TokenizerOutput:
-        """Training pass: logits and quantiser losses and statistics."""
+    def forward(
+        self,
+        occupancy: torch.Tensor,
+        patch_fraction: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> TokenizerOutput:
+        """Training pass over occupancy ``(B, T, X, Y, Z)``.
+
+        Args:
+            occupancy: the clip to reconstruct.
+            patch_fraction: share of the head's patches (``stem_patch`` x height voxels
+                each) whose logits are computed and supervised; patches holding a rare
+                class (anything but free, flat ground, manmade and vegetation) are always
+                kept. Below 1 this saves most of the cost of full-volume logits.
+            generator: random source of the patch subset.
+        """
         quantized = self.quantizer(self._encode_features(occupancy, None))
-        return TokenizerOutput(self.decode(quantized.quantized), quantized)
+        h = self._decode_features(quantized.quantized, None)
+        targets = self.head.patch_targets(occupancy.long())  # (B, t, x, y, P)
+        flat_targets = targets.reshape(-1, targets.shape[-1])
+        if patch_fraction >= 1.0:
+            positions = torch.arange(len(flat_targets), device=h.device)
+        else:
+            rare = (~torch.isin(flat_targets, self._common_classes.to(h.device))).any(dim=1)
+            keep = torch.rand(len(flat_targets), generator=generator, device=h.device)
+            positions = torch.nonzero(rare | (keep < patch_fraction)).squeeze(1)
+        logits = self.head.sampled_logits(h, self.class_embedding.weight, positions)
+        return TokenizerOutput(
+            logits=logits.reshape(-1, logits.shape[-1]),
+            target=flat_targets[positions].reshape(-1),
+            quantizer=quantized,
+        )

@@ -132,6 +132,22 @@ class ClassPatchHead(nn.Module):
     def forward(self, h: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         return self._unpatch(self._patch_logits(h, self.fused_weight(class_embeddings)))
 
+    def patch_targets(self, occupancy: torch.Tensor) -> torch.Tensor:
+        """Class ids ``(B, T, X, Y, Z)`` grouped like the head's patches:
+        ``(B, t, x, y, pt*ph*pw*Z)``."""
+        pt, ph, pw = self.patch
+        return rearrange(occupancy, "b (t i) (x j) (y k) z -> b t x y (i j k z)", i=pt, j=ph, k=pw)
+
+    def sampled_logits(
+        self, h: torch.Tensor, class_embeddings: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``(M, pt*ph*pw*Z, classes)`` of the patches at flat ``positions`` of
+        ``(B, t, x, y)``: training supervises a subset without computing every voxel."""
+        features = rearrange(h, "b c t x y -> (b t x y) c")[positions]
+        logits = features @ self.fused_weight(class_embeddings)
+        voxels = self.patch[0] * self.patch[1] * self.patch[2] * self.height
+        return logits.view(len(positions), voxels, self.bias.shape[0]) + self.bias
+
     @torch.no_grad()
     def classes(
         self, h: torch.Tensor, class_embeddings: torch.Tensor, rows_per_chunk: int = 8

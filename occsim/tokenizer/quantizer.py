@@ -59,6 +59,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("embedding", embedding)
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("embedding_sum", embedding.clone())
+        self.register_buffer("initialized", torch.tensor(False))
 
     def _split(self, z: torch.Tensor) -> torch.Tensor:
         return rearrange(z, "b (g d) t h w -> (b t h w g) d", g=self.groups)
@@ -85,6 +86,8 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         b, _, t, h, w = z.shape
         flat = self._split(z.float())
+        if self.training and not self.initialized:
+            self._init_from(flat.detach())
         indices = self.nearest(flat)
         quantized_flat = self.embedding[indices]
         counts = torch.bincount(indices, minlength=self.codebook_size).to(flat.dtype)
@@ -113,6 +116,20 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
             usage=usage,
         )
+
+    @torch.no_grad()
+    def _init_from(self, flat: torch.Tensor) -> None:
+        """Start the codebook on encoder outputs of the first batch (random rows)."""
+        picks = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(picks, 0)
+        sample = flat[picks] + 1e-3 * torch.randn_like(flat[picks])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(sample, 0)
+        self.embedding.copy_(sample)
+        self.embedding_sum.copy_(sample)
+        self.cluster_size.fill_(1.0)
+        self.initialized.fill_(True)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
