@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from occsim.labels import CLASS_NAMES, FREE_ID
 from occsim.metrics import HorizonMetrics, OccupancyMetrics
@@ -119,3 +122,22 @@ def test_full_size_batch():
     _, miou, iou = brute_force(pred, gt)
     scores = metrics.compute()
     assert np.isclose(scores.miou, miou) and np.isclose(scores.iou, iou)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, (3, 4, 2), elements=st.integers(0, 17)),
+    arrays(np.uint8, (3, 4, 2), elements=st.integers(0, 17)),
+)
+def test_property_matches_brute_force(pred, gt):
+    metrics = OccupancyMetrics()
+    metrics.update(pred, gt)
+    scores = metrics.compute()
+    per_class, miou, _ = brute_force([pred], [gt])
+    assert np.allclose(
+        [scores.per_class[n] for n in CLASS_NAMES[:FREE_ID]], per_class, equal_nan=True
+    )
+    assert np.isclose(scores.miou, miou, equal_nan=True)
+    # IoU values are percentages of a bounded ratio.
+    finite = [v for v in scores.per_class.values() if not np.isnan(v)]
+    assert all(0.0 <= v <= 100.0 for v in finite)

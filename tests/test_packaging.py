@@ -32,3 +32,30 @@ def test_wheel_has_one_top_level_package(tmp_path):
     assert top_level == {"occsim"}
     for sub in ("envs", "agents", "assets"):
         assert f"occsim/{sub}/__init__.py" in names
+    # Installed from the wheel (not from the source tree), the namespaced packages import.
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    probe = "import occsim.envs, occsim.agents, occsim.assets; print(occsim.envs.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip().startswith(str(target))
