@@ -1,0 +1,308 @@
+"""OccDiT: the trajectory-conditioned diffusion transformer of OccSora section 3.3.
+
+In the style of DiT's ``models.py``: one class per concept, explicit adaLN-Zero init, shape
+comments in ``forward``, size presets in a small dict. Beyond the paper, latent frames can
+be given clean as *context* (marked by a learned flag embedding) so that one model both
+generates a clip from noise and continues a given history, and the trajectory can be
+replaced by a learned *null* embedding, which makes classifier-free guidance work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import nn
+
+DIT_PRESETS: dict[str, dict] = {
+    # The paper's latent 128x4x25x25 (32 frames), DiT-XL-sized trunk of 28 blocks.
+    "paper": dict(
+        latent_channels=128,
+        latent_frames=4,
+        latent_size=(25, 25),
+        patch_size=(1, 1, 1),
+        trajectory_length=32,
+        hidden_size=1152,
+        depth=28,
+        num_heads=16,
+    ),
+    # Sized with the default tokenizer for a 2-core CPU: 2 latent frames (one of context).
+    "default": dict(
+        latent_channels=32,
+        latent_frames=2,
+        latent_size=(50, 50),
+        patch_size=(1, 5, 5),
+        trajectory_length=8,
+        hidden_size=192,
+        depth=6,
+        num_heads=6,
+    ),
+    "tiny": dict(
+        latent_channels=8,
+        latent_frames=2,
+        latent_size=(10, 10),
+        patch_size=(1, 2, 2),
+        trajectory_length=4,
+        hidden_size=48,
+        depth=2,
+        num_heads=2,
+    ),
+}
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """``(len(positions), dim)`` sine-cosine embedding (half sines, half cosines)."""
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.outer(positions.astype(np.float64), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_3d(dim: int, grid: tuple[int, int, int]) -> np.ndarray:
+    """Fixed 3D positional embedding ``(t*h*w, dim)`` (paper eq. 2): a third of the
+    channels encodes each of time, height and width."""
+    if dim % 6:
+        raise ValueError(f"hidden size {dim} must be divisible by 6 for a 3D sin-cos embedding")
+    t, h, w = np.meshgrid(*(np.arange(n) for n in grid), indexing="ij")
+    part = dim // 3
+    return np.concatenate(
+        [sincos_1d(part, t.ravel()), sincos_1d(part, h.ravel()), sincos_1d(part, w.ravel())],
+        axis=1,
+    ).astype(np.float32)
+
+
+class TimestepEmbedder(nn.Module):
+    """Diffusion timestep -> vector: sinusoidal frequencies, then an MLP."""
+
+    def __init__(self, hidden_size: int, frequency_size: int = 256) -> None:
+        super().__init__()
+        self.frequency_size = frequency_size
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
+        )
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_size // 2
+        freqs = torch.exp(
+            -math.log(10000)
+            * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+            / half
+        )
+        args = timesteps.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class TrajectoryEmbedder(nn.Module):
+    """Flattened ego waypoints -> vector by an MLP (paper eq. 3), or a learned null vector.
+
+    The null vector stands for "no trajectory" in classifier-free guidance; training swaps
+    it in with some probability.
+    """
+
+    def __init__(self, trajectory_length: int, hidden_size: int, scale: float) -> None:
+        super().__init__()
+        self.scale = scale  # metres -> roughly unit inputs
+        self.mlp = nn.Sequential(
+            nn.Linear(trajectory_length * 2, hidden_size),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size),
+        )
+        self.null = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, trajectory: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        embedded = self.mlp(trajectory[..., :2].flatten(1) / self.scale)
+        return torch.where(drop[:, None], self.null.expand_as(embedded), embedded)
+
+
+class DiTBlock(nn.Module):
+    """Transformer block with adaLN-Zero conditioning."""
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        hidden = int(hidden_size * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(hidden, hidden_size),
+        )
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(6, 1)
+        q, k, v = rearrange(
+            self.qkv(modulate(self.norm1(x), shift_a, scale_a)),
+            "b n (three h d) -> three b h n d",
+            three=3,
+            h=self.num_heads,
+        )
+        attended = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
+        x = x + gate_a.unsqueeze(1) * self.proj(attended)
+        return x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+
+
+class FinalLayer(nn.Module):
+    """adaLN, then a linear map of each token to its patch of noise and variance values."""
+
+    def __init__(self, hidden_size: int, patch_volume: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_volume * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class OccDiT(ModelMixin, ConfigMixin):
+    """Diffusion transformer over the tokenizer latent ``(C, t, h, w)``.
+
+    Args:
+        latent_channels: C of the tokenizer latent.
+        latent_frames: t, latent frames in the model's window (context + generated).
+        latent_size: ``(h, w)`` of the latent.
+        patch_size: ``(pt, ph, pw)`` of the 3D patch embedding.
+        trajectory_length: ego waypoints in the window's trajectory (frames, 2 Hz).
+        hidden_size, depth, num_heads, mlp_ratio: transformer size.
+        learn_sigma: also predict the variance (``learned_range``), as improved DDPM / DiT.
+        trajectory_scale: metres that map to 1 at the trajectory MLP's input.
+        latent_scale, latent_shift: normalisation of the tokenizer latents measured on the
+            data (``(z - shift) * scale`` is what is diffused).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 32,
+        latent_frames: int = 2,
+        latent_size: tuple[int, int] = (50, 50),
+        patch_size: tuple[int, int, int] = (1, 5, 5),
+        trajectory_length: int = 8,
+        hidden_size: int = 192,
+        depth: int = 6,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        learn_sigma: bool = True,
+        trajectory_scale: float = 20.0,
+        latent_scale: float = 1.0,
+        latent_shift: float = 0.0,
+    ) -> None:
+        super().__init__()
+        pt, ph, pw = patch_size
+        h, w = latent_size
+        if latent_frames % pt or h % ph or w % pw:
+            raise ValueError(
+                f"latent {(latent_frames, h, w)} is not divisible by patch size {tuple(patch_size)}"
+            )
+        self.out_channels = latent_channels * (2 if learn_sigma else 1)
+        self.token_grid = (latent_frames // pt, h // ph, w // pw)
+        self.x_embedder = nn.Linear(latent_channels * pt * ph * pw, hidden_size)
+        self.t_embedder = TimestepEmbedder(hidden_size)
+        self.y_embedder = TrajectoryEmbedder(trajectory_length, hidden_size, trajectory_scale)
+        self.context_embed = nn.Parameter(torch.zeros(hidden_size))
+        self.register_buffer(
+            "pos_embed", torch.from_numpy(sincos_3d(hidden_size, self.token_grid)), persistent=False
+        )
+        self.blocks = nn.ModuleList(
+            DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)
+        )
+        self.final_layer = FinalLayer(hidden_size, pt * ph * pw, self.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's init: Xavier linears, small embedder MLPs, zeroed adaLN and output."""
+
+        def _basic(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+        self.apply(_basic)
+        for mlp in (self.t_embedder.mlp, self.y_embedder.mlp):
+            nn.init.normal_(mlp[0].weight, std=0.02)
+            nn.init.normal_(mlp[2].weight, std=0.02)
+        nn.init.normal_(self.y_embedder.null, std=0.02)
+        nn.init.normal_(self.context_embed, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> OccDiT:
+        """A DiT of a named size: ``paper``, ``default`` or ``tiny``."""
+        if name not in DIT_PRESETS:
+            raise ValueError(f"unknown DiT preset {name!r}; expected one of {sorted(DIT_PRESETS)}")
+        return cls(**{**DIT_PRESETS[name], **overrides})
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        trajectory: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        drop_trajectory: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted noise (and variance values) for ``latents``.
+
+        Args:
+            latents: ``(B, C, t, h, w)``; context frames clean, the others noised.
+            timesteps: ``(B,)`` diffusion timesteps.
+            trajectory: ``(B, trajectory_length, 2|3)`` ego waypoints of the window.
+            context_mask: ``(B, t)`` bool, True for latent frames given as clean context.
+            drop_trajectory: ``(B,)`` bool, True where the null trajectory is used.
+
+        Returns:
+            ``(B, out_channels, t, h, w)``: noise, then variance values if ``learn_sigma``.
+        """
+        b, _, t, h, w = latents.shape
+        pt, ph, pw = self.config.patch_size
+        expected = (
+            self.config.latent_channels,
+            self.config.latent_frames,
+            *self.config.latent_size,
+        )
+        if tuple(latents.shape[1:]) != expected:
+            raise ValueError(f"latents must have shape (B, {expected}), got {tuple(latents.shape)}")
+        if context_mask is None:
+            context_mask = torch.zeros(b, t, dtype=torch.bool, device=latents.device)
+        if drop_trajectory is None:
+            drop_trajectory = torch.zeros(b, dtype=torch.bool, device=latents.device)
+        tokens = rearrange(
+            latents, "b c (t i) (h j) (w k) -> b (t h w) (c i j k)", i=pt, j=ph, k=pw
+        )
+        x = self.x_embedder(tokens) + self.pos_embed  # (B, N, D)
+        # A token is context when all latent frames of its patch are.
+        token_context = context_mask.view(b, t // pt, pt).all(-1)  # (B, t')
+        token_context = token_context.repeat_interleave((h // ph) * (w // pw), dim=1)
+        x = x + token_context.unsqueeze(-1) * self.context_embed
+        c = self.t_embedder(timesteps) + self.y_embedder(trajectory, drop_trajectory)  # (B, D)
+        for block in self.blocks:
+            x = block(x, c)
+        x = self.final_layer(x, c)  # (B, N, patch * out_channels)
+        return rearrange(
+            x,
+            "b (t h w) (c i j k) -> b c (t i) (h j) (w k)",
+            t=t // pt,
+            h=h // ph,
+            w=w // pw,
+            i=pt,
+            j=ph,
+            k=pw,
+        )

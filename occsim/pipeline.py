@@ -1,0 +1,199 @@
+"""OccSoraPipeline: trajectory-conditioned generation of 4D occupancy (inference only).
+
+One visible denoising loop over any diffusers scheduler; clean context latents are kept
+fixed and concatenated in front of the frames being generated; classifier-free guidance
+runs the conditional and null-trajectory passes as one batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from occsim.dit import OccDiT
+from occsim.tokenizer import OccTokenizer, StreamCache
+from occsim.validation import check_trajectory
+
+LEARNED_VARIANCE = ("learned", "learned_range")
+
+
+@dataclass
+class OccSoraPipelineOutput:
+    """``occupancy (B, T, X, Y, Z)`` uint8 of the generated frames (``None`` for
+    ``output_type="latent"``) and the tokenizer ``latents (B, C, t, h, w)`` of the whole
+    window: the context frames, unchanged, followed by the generated ones."""
+
+    occupancy: np.ndarray | None
+    latents: torch.Tensor
+
+
+class OccSoraPipeline(DiffusionPipeline):
+    """Tokenizer + DiT + scheduler, saved and loaded as one folder.
+
+    Args:
+        tokenizer: the 4D scene tokenizer (decodes latents to occupancy).
+        transformer: the trajectory-conditioned DiT.
+        scheduler: any diffusers scheduler; swap one in with
+            ``Scheduler.from_config(pipe.scheduler.config)``.
+    """
+
+    model_cpu_offload_seq = "transformer->tokenizer"
+
+    def __init__(
+        self, tokenizer: OccTokenizer, transformer: OccDiT, scheduler: SchedulerMixin
+    ) -> None:
+        super().__init__()
+        self.register_modules(tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
+
+    # ------------------------------------------------------------------ latents
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Tokenizer latents -> the DiT's diffusion space (scale and shift measured on data)."""
+        config = self.transformer.config
+        return (latents - config.latent_shift) * config.latent_scale
+
+    def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`."""
+        config = self.transformer.config
+        return latents / config.latent_scale + config.latent_shift
+
+    def _check_inputs(self, trajectory, context, latents, strength):
+        config = self.transformer.config
+        array = check_trajectory(np.asarray(trajectory, dtype=np.float32), "trajectory")
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3 or array.shape[1] != config.trajectory_length:
+            raise ValueError(
+                f"trajectory must have shape (B, {config.trajectory_length}, 2|3) for a window of "
+                f"{config.trajectory_length} frames, got {array.shape}"
+            )
+        batch = array.shape[0]
+        window = (config.latent_channels, config.latent_frames, *config.latent_size)
+        num_context = 0
+        if context is not None:
+            if (
+                context.ndim != 5
+                or context.shape[0] != batch
+                or context.shape[1] != window[0]
+                or tuple(context.shape[3:]) != tuple(window[2:])
+                or not 0 < context.shape[2] < window[1]
+            ):
+                raise ValueError(
+                    f"context must have shape ({batch}, {window[0]}, k, {window[2]}, {window[3]}) "
+                    f"with 0 < k < {window[1]}, got {tuple(context.shape)}"
+                )
+            if not torch.isfinite(context).all():
+                raise ValueError("context latents must be finite")
+            num_context = context.shape[2]
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must lie in (0, 1], got {strength}")
+        if strength < 1.0 and latents is None:
+            raise ValueError("strength < 1 needs the latents to start from (`latents=`)")
+        return torch.from_numpy(array), batch, num_context
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        trajectory: np.ndarray | torch.Tensor,
+        context: torch.Tensor | None = None,
+        num_inference_steps: int = 10,
+        guidance_scale: float = 2.0,
+        strength: float = 1.0,
+        latents: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "occupancy",
+        decode_cache: StreamCache | None = None,
+    ) -> OccSoraPipelineOutput:
+        """Generate the frames of one window that follow ``context``.
+
+        Args:
+            trajectory: ``(B, trajectory_length, 2|3)`` ego waypoints of the whole window
+                (context frames included) in the first frame's ego frame, metres.
+            context: ``(B, C, k, h, w)`` tokenizer latents of the first k latent frames,
+                kept clean; ``None`` generates the whole window from noise (paper mode).
+            num_inference_steps: solver steps.
+            guidance_scale: classifier-free guidance against the null trajectory; 1 is off.
+            strength: denoising ratio (paper Table 4); below 1 the loop starts from
+                ``latents`` noised to that level instead of pure noise.
+            latents: ``(B, C, t - k, h, w)`` tokenizer latents to start from (``strength``).
+            generator: random source of the initial noise and stochastic solvers.
+            output_type: ``"occupancy"`` (decoded, uint8) or ``"latent"``.
+            decode_cache: a :class:`StreamCache` to decode a stream window after window.
+        """
+        if output_type not in ("occupancy", "latent"):
+            raise ValueError(f"output_type must be 'occupancy' or 'latent', got {output_type!r}")
+        trajectory, batch, num_context = self._check_inputs(trajectory, context, latents, strength)
+        config = self.transformer.config
+        device, dtype = self.transformer.device, self.transformer.dtype
+        trajectory = trajectory.to(device=device, dtype=dtype)
+        shape = (
+            batch,
+            config.latent_channels,
+            config.latent_frames - num_context,
+            *config.latent_size,
+        )
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        noise = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+        if strength < 1.0:
+            start = len(timesteps) - max(round(num_inference_steps * strength), 1)
+            timesteps = timesteps[start:]
+            x = self.scheduler.add_noise(
+                self.normalize(latents.to(device, dtype)), noise, timesteps[:1].repeat(batch)
+            )
+        else:
+            x = noise * self.scheduler.init_noise_sigma
+
+        clean = None if context is None else self.normalize(context.to(device, dtype))
+        context_mask = torch.zeros(batch, config.latent_frames, dtype=torch.bool, device=device)
+        context_mask[:, :num_context] = True
+        guided = guidance_scale != 1.0
+        passes = 2 if guided else 1
+        drop = torch.zeros(batch * passes, dtype=torch.bool, device=device)
+        drop[batch:] = guided
+        pass_mask = context_mask.repeat(passes, 1)
+        pass_trajectory = trajectory.repeat(passes, 1, 1)
+        # Only DDPM's step samples with the predicted variance; the other solvers need the
+        # noise alone (DPM-Solver's learned-variance branch even assumes 3-channel images),
+        # so a learned variance type inherited through from_config is switched off there.
+        learned_variance = self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
+        if learned_variance and not isinstance(self.scheduler, DDPMScheduler):
+            if "variance_type" in inspect.signature(type(self.scheduler)).parameters:
+                self.scheduler.register_to_config(variance_type=None)
+            learned_variance = False
+        channels = config.latent_channels
+        # Stochastic solvers take the generator; not every scheduler's step accepts one.
+        accepted = inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if "generator" in accepted else {}
+
+        for t in self.progress_bar(timesteps):
+            model_input = self.scheduler.scale_model_input(x, t)
+            if clean is not None:
+                model_input = torch.cat([clean, model_input], dim=2)
+            model_input = model_input.repeat(passes, 1, 1, 1, 1)
+            step = torch.full((batch * passes,), int(t), device=device)
+            output = self.transformer(model_input, step, pass_trajectory, pass_mask, drop)
+            output = output[:, :, num_context:]
+            if guided:
+                conditional, unconditional = output.chunk(2)
+                eps = unconditional[:, :channels] + guidance_scale * (
+                    conditional[:, :channels] - unconditional[:, :channels]
+                )
+                output = torch.cat([eps, conditional[:, channels:]], dim=1)
+            if not learned_variance:
+                output = output[:, :channels]
+            x = self.scheduler.step(output, t, x, **step_kwargs).prev_sample
+
+        generated = self.denormalize(x)
+        occupancy = None
+        if output_type == "occupancy":
+            occupancy = self.tokenizer.decode_classes(generated, decode_cache).cpu().numpy()
+        window = generated if context is None else torch.cat([context.to(generated), generated], 2)
+        self.maybe_free_model_hooks()
+        return OccSoraPipelineOutput(occupancy=occupancy, latents=window)

@@ -1,0 +1,177 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+from occsim.diffusion import diffusion_losses, make_training_scheduler, variational_bound
+from occsim.dit import OccDiT
+from occsim.pipeline import OccSoraPipeline
+from occsim.tokenizer import OccTokenizer
+
+GRID = (40, 40, 16)
+
+
+def randomize(module: torch.nn.Module, seed: int = 0) -> None:
+    """Give the zero-initialised adaLN and output layers small random weights, so that the
+    untrained model's output depends on its inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "adaLN" in name or "final_layer" in name or "null" in name:
+                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+
+
+@pytest.fixture(scope="module")
+def pipe() -> OccSoraPipeline:
+    torch.manual_seed(0)
+    tokenizer = OccTokenizer.from_preset("tiny", grid_size=GRID).eval()
+    transformer = OccDiT.from_preset("tiny").eval()
+    randomize(transformer)
+    return OccSoraPipeline(tokenizer, transformer, make_training_scheduler())
+
+
+def trajectories(batch: int) -> np.ndarray:
+    speeds = np.linspace(2.0, 6.0, batch)[:, None, None]
+    steps = np.arange(4, dtype=np.float32)[None, :, None]
+    return np.concatenate([speeds * steps, np.zeros((batch, 4, 1))], axis=-1).astype(np.float32)
+
+
+def run(pipe, **kwargs):
+    kwargs.setdefault("trajectory", trajectories(1))
+    kwargs.setdefault("num_inference_steps", 4)
+    kwargs.setdefault("generator", torch.Generator().manual_seed(0))
+    return pipe(**kwargs)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_shapes(pipe, batch):
+    out = run(pipe, trajectory=trajectories(batch))
+    assert out.occupancy.shape == (batch, 4, *GRID) and out.occupancy.dtype == np.uint8
+    assert out.latents.shape == (batch, 8, 2, 10, 10)
+
+
+def test_same_seed_same_output_different_seed_different(pipe):
+    a, b = run(pipe), run(pipe)
+    c = run(pipe, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.latents, b.latents) and np.array_equal(a.occupancy, b.occupancy)
+    assert not torch.allclose(a.latents, c.latents)
+
+
+def test_context_latents_come_back_unchanged(pipe):
+    context = torch.randn(2, 8, 1, 10, 10, generator=torch.Generator().manual_seed(3))
+    out = run(pipe, trajectory=trajectories(2), context=context)
+    assert torch.equal(out.latents[:, :, :1], context)
+    assert out.occupancy.shape == (2, 2, *GRID)  # only the generated latent frame is decoded
+
+
+def test_guidance_uses_the_null_trajectory(pipe):
+    base = run(pipe, guidance_scale=1.0).latents
+    guided = run(pipe, guidance_scale=3.0).latents
+    assert not torch.allclose(base, guided)
+    null = pipe.transformer.y_embedder.null
+    saved = null.detach().clone()
+    with torch.no_grad():
+        null.add_(1.0)
+    try:
+        # Scale 1 is the conditional output alone: the null embedding does not enter it.
+        assert torch.equal(run(pipe, guidance_scale=1.0).latents, base)
+        assert not torch.allclose(run(pipe, guidance_scale=3.0).latents, guided)
+    finally:
+        with torch.no_grad():
+            null.copy_(saved)
+
+
+@pytest.mark.parametrize(
+    "scheduler_class",
+    [
+        DDPMScheduler,
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        UniPCMultistepScheduler,
+        EulerDiscreteScheduler,
+    ],
+)
+def test_every_scheduler_runs_ten_steps(pipe, scheduler_class):
+    original = pipe.scheduler
+    pipe.scheduler = scheduler_class.from_config(original.config)
+    try:
+        out = run(pipe, num_inference_steps=10)
+    finally:
+        pipe.scheduler = original
+    assert out.occupancy.shape == (1, 4, *GRID)
+    assert torch.isfinite(out.latents).all()
+
+
+def test_strength_starts_from_given_latents(pipe):
+    start = run(pipe).latents
+    near = run(pipe, strength=0.2, latents=start, num_inference_steps=10).latents
+    far = run(
+        pipe, strength=1.0, num_inference_steps=10, generator=torch.Generator().manual_seed(5)
+    ).latents
+    assert (near - start).abs().mean() < (far - start).abs().mean()
+
+
+def test_save_and_load_as_one_folder(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    for part in ("tokenizer", "transformer", "scheduler"):
+        assert (tmp_path / "pipe" / part).is_dir()
+    loaded = OccSoraPipeline.from_pretrained(tmp_path / "pipe")
+    assert torch.equal(run(pipe).latents, run(loaded).latents)
+
+
+def test_bad_input(pipe):
+    with pytest.raises(ValueError, match="trajectory must have shape"):
+        run(pipe, trajectory=np.zeros((1, 3, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        run(pipe, trajectory=np.full((1, 4, 2), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="context must have shape"):
+        run(pipe, context=torch.zeros(1, 8, 2, 10, 10))
+    with pytest.raises(ValueError, match="strength"):
+        run(pipe, strength=0.5)
+
+
+def test_dit_zero_init_and_presets():
+    model = OccDiT.from_preset("tiny")
+    out = model(torch.randn(2, 8, 2, 10, 10), torch.tensor([3, 700]), torch.randn(2, 4, 2))
+    assert out.shape == (2, 16, 2, 10, 10) and torch.count_nonzero(out) == 0  # adaLN-Zero
+    with torch.device("meta"):
+        paper = OccDiT.from_preset("paper")
+    assert paper.token_grid == (4, 25, 25)
+    assert sum(p.numel() for p in paper.parameters()) == 675_474_304
+
+
+def test_losses_and_variational_bound():
+    torch.manual_seed(0)
+    model = OccDiT.from_preset("tiny")
+    randomize(model)
+    scheduler = make_training_scheduler()
+    latents = torch.randn(2, 8, 2, 10, 10)
+    mask = torch.tensor([[True, False], [False, False]])
+    losses = diffusion_losses(
+        model,
+        scheduler,
+        latents,
+        torch.randn(2, 4, 2),
+        mask,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert set(losses) == {"mse", "vlb", "total"} and losses["vlb"] > 0
+    losses["total"].backward()
+    assert model.y_embedder.mlp[0].weight.grad is not None
+    simple = diffusion_losses(model, scheduler, latents, torch.randn(2, 4, 2), use_vlb=False)
+    assert simple["vlb"] == 0
+    # The bound is smallest when the predicted noise is the true one and the variance is
+    # the true posterior's (variance value -1 is the lower end of the learned range).
+    x0 = torch.randn(1, 8, 2, 10, 10)
+    noise = torch.randn_like(x0)
+    t = torch.tensor([500])
+    xt = scheduler.add_noise(x0, noise, t)
+    exact = variational_bound(scheduler, x0, xt, t, noise, -torch.ones_like(x0)).mean()
+    wrong = variational_bound(scheduler, x0, xt, t, noise + 0.5, torch.ones_like(x0)).mean()
+    assert exact.abs() < 1e-4 < wrong
