@@ -138,12 +138,13 @@ class ProceduralWorld:
         self.time += FRAME_DT
         return self.ego_state
 
-    def step(self, waypoints: np.ndarray) -> list[EgoState]:
+    def step(self, waypoints: np.ndarray, frames: list | None = None) -> list[EgoState]:
         """Move the ego through ``waypoints`` ``(K, 2|3)`` given in the current ego frame.
 
         Waypoints are 0.5 s apart (the first is reached 0.5 s from now); an optional third
         column is the yaw there, else the heading follows the direction of motion. Traffic
-        reacts to the ego as an obstacle. Returns the ego state after each waypoint.
+        reacts to the ego as an obstacle. Returns the ego state after each waypoint; if a
+        list is given as ``frames``, the occupancy at each waypoint is appended to it.
         """
         ego = self._require_ego()
         waypoints = check_trajectory(np.asarray(waypoints)[None], "waypoints")[0]
@@ -175,6 +176,8 @@ class ProceduralWorld:
             previous, previous_yaw = target, previous_yaw + turn
             self.time += FRAME_DT
             states.append(self.ego_state)
+            if frames is not None:
+                frames.append(self.render())
         return states
 
     # ----------------------------------------------------------------- output
