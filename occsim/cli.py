@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     procedural.add_argument("--split", default="train", help="split name in annotations.json")
     procedural.set_defaults(handler=_data_procedural)
 
+    from occsim.train.cli import add_arguments as add_train_arguments
+    from occsim.train.cli import run as run_training
+
+    train = commands.add_parser("train", help="train the tokenizer or the world model")
+    add_train_arguments(train)
+    train.set_defaults(handler=run_training)
+
     demo = commands.add_parser("demo", help="drive the world headless and write a BEV video")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     demo.add_argument("--steps", type=int, default=36, help="frames to render")

@@ -1,0 +1,36 @@
+"""Command line of the train module: ``occsim train STAGE [--config F] [--resume R] k=v ...``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from occsim.train.config import TokenizerTrainConfig, load_config
+
+STAGES = ("tokenizer",)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments shared by ``occsim train`` and ``python -m occsim.train``."""
+    parser.add_argument("stage", choices=STAGES, help="what to train")
+    parser.add_argument("--config", help="YAML or JSON file of config values")
+    parser.add_argument("--resume", help="'latest' or a checkpoint folder to continue from")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.max_steps=10")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train the chosen stage."""
+    if args.stage == "tokenizer":
+        from occsim.train.tokenizer_stage import train_tokenizer
+
+        config = load_config(TokenizerTrainConfig, args.config, args.overrides)
+        final = train_tokenizer(config, resume=args.resume)
+        print(f"tokenizer saved to {final}")
+    else:
+        raise ValueError(f"unknown stage {args.stage!r}; expected one of {STAGES}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m occsim.train", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(argv))

@@ -1,0 +1,44 @@
+"""Training data of both stages: datasets from a :class:`DataConfig` and resumable batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from occsim.data import Occ3DDataset, ProceduralClips
+from occsim.train.config import DataConfig
+
+
+def build_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
+    """``(train, val)`` datasets; raises a clear error for an unknown source or bad root."""
+    if config.source == "procedural":
+        train = ProceduralClips(config.num_clips, clip_len=config.clip_len, seed=config.seed)
+        val = ProceduralClips(config.num_val_clips, clip_len=config.clip_len, seed=config.val_seed)
+        return train, val
+    if config.source == "occ3d":
+        if not config.root:
+            raise ValueError("data.source=occ3d needs data.root (the folder holding gts/)")
+        poses = config.poses or None
+        common = dict(clip_len=config.clip_len, poses=poses, drop_short_scenes=True)
+        train = Occ3DDataset(config.root, split=config.train_split, **common)
+        val = Occ3DDataset(config.root, split=config.val_split, stride=config.clip_len, **common)
+        return train, val
+    raise ValueError(f"unknown data.source {config.source!r}; expected 'procedural' or 'occ3d'")
+
+
+def step_indices(num_items: int, step: int, batch: int, seed: int) -> torch.Tensor:
+    """Clip indices of one optimiser step for all processes: a pure function of the step,
+    so a resumed run draws exactly the batches of an uninterrupted one."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, num_items, (batch,), generator=generator)
+
+
+def load_clips(dataset: Dataset, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stack the items at ``indices``: ``occupancy (B, T, X, Y, Z)`` long and
+    ``trajectory (B, T, 3)`` float32."""
+    items = [dataset[int(i)] for i in indices]
+    return {
+        "occupancy": torch.from_numpy(np.stack([it["occupancy"] for it in items])).long(),
+        "trajectory": torch.from_numpy(np.stack([it["trajectory"] for it in items])),
+    }

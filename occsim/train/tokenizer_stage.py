@@ -1,0 +1,161 @@
+"""Stage 1: train the 4D tokenizer. One readable loop, accelerate for devices and DDP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from tqdm import tqdm
+
+from occsim.metrics import OccupancyMetrics
+from occsim.render import render_bev
+from occsim.tokenizer import OccTokenizer, tokenizer_losses
+from occsim.train.checkpoint import load_state, resolve_checkpoint, save_checkpoint
+from occsim.train.config import TokenizerTrainConfig, config_to_dict
+from occsim.train.data import build_datasets, load_clips, step_indices
+
+
+def evaluate_tokenizer(model: OccTokenizer, dataset, batch_size: int = 2) -> dict[str, float]:
+    """Reconstruction IoU / mIoU (Occ3D convention) over a whole dataset."""
+    metrics = OccupancyMetrics()
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            indices = torch.arange(start, min(start + batch_size, len(dataset)))
+            occupancy = load_clips(dataset, indices)["occupancy"].to(model.device)
+            reconstruction = model.reconstruct(occupancy)
+            metrics.update(reconstruction.cpu().numpy(), occupancy.cpu().numpy().astype(np.uint8))
+    model.train()
+    scores = metrics.compute()
+    return {
+        "iou": scores.iou,
+        "miou": scores.miou,
+        **{f"iou/{name}": value for name, value in scores.per_class.items()},
+    }
+
+
+def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
+    """Train, checkpoint, validate; returns the folder of the final tokenizer."""
+    run_dir = Path(config.run.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=config.run.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(run_dir),
+    )
+    torch.manual_seed(config.run.seed)
+    train_set, val_set = build_datasets(config.data)
+    model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
+    )
+    lr_schedule = get_cosine_schedule_with_warmup(
+        optimizer, config.optim.warmup_steps, config.optim.max_steps
+    )
+    start_step = 0
+    if resume:
+        checkpoint = resolve_checkpoint(run_dir, resume)
+        state = load_state(checkpoint)  # checked before anything is overwritten
+        model = OccTokenizer.from_pretrained(checkpoint / "tokenizer").train()  # loads in eval
+        optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=config.optim.learning_rate,
+            weight_decay=config.optim.weight_decay,
+        )
+        lr_schedule = get_cosine_schedule_with_warmup(
+            optimizer, config.optim.warmup_steps, config.optim.max_steps
+        )
+        # After the schedule is built (building it resets the learning rate to step 0).
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        start_step = int(state["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.init_trackers("tokenizer", config=_flat(config_to_dict(config)))
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_step = config.optim.batch_size * config.optim.gradient_accumulation
+    progress = tqdm(
+        range(start_step, config.optim.max_steps),
+        initial=start_step,
+        total=config.optim.max_steps,
+        disable=not accelerator.is_main_process,
+        desc="tokenizer",
+    )
+    losses = {}
+    for step in progress:
+        # Everything random in a step derives from (seed, step): resuming is exact.
+        torch.manual_seed(config.run.seed * 7919 + step)
+        indices = step_indices(len(train_set), step, per_step * world, config.run.seed)
+        mine = indices[rank * per_step : (rank + 1) * per_step]
+        for micro in range(config.optim.gradient_accumulation):
+            part = mine[micro * config.optim.batch_size : (micro + 1) * config.optim.batch_size]
+            occupancy = load_clips(train_set, part)["occupancy"].to(accelerator.device)
+            with accelerator.accumulate(model), accelerator.autocast():
+                output = model(occupancy, patch_fraction=config.patch_fraction)
+                losses = tokenizer_losses(output, lovasz_weight=config.lovasz_weight)
+                accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
+        if config.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad()
+        done = step + 1
+        progress.set_postfix(loss=f"{losses['total'].item():.3f}")
+        if done % config.run.log_every == 0:
+            scalars = {f"loss/{k}": v.item() for k, v in losses.items()}
+            scalars["lr"] = lr_schedule.get_last_lr()[0]
+            scalars["codebook/perplexity"] = output.quantizer.perplexity.item()
+            scalars["codebook/usage"] = output.quantizer.usage.item()
+            accelerator.log(scalars, step=done)
+        if done % config.run.validate_every == 0 or done == config.optim.max_steps:
+            _validate(accelerator, model, val_set, occupancy, done)
+        if done % config.run.checkpoint_every == 0 or done == config.optim.max_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(
+                    run_dir,
+                    done,
+                    {"tokenizer": accelerator.unwrap_model(model)},
+                    {"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict()},
+                    keep=config.run.keep_checkpoints,
+                )
+    accelerator.wait_for_everyone()
+    final = run_dir / "final"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final)
+    accelerator.end_training()
+    return final
+
+
+def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    scores = evaluate_tokenizer(unwrapped, val_set)
+    accelerator.log({f"val/{k}": v for k, v in scores.items() if not np.isnan(v)}, step=step)
+    with torch.no_grad():
+        unwrapped.eval()
+        reconstruction = unwrapped.reconstruct(occupancy[:1])[0, -1].cpu().numpy()
+        unwrapped.train()
+    image = np.concatenate(
+        [
+            render_bev(occupancy[0, -1].cpu().numpy().astype(np.uint8), scale=1),
+            render_bev(reconstruction, scale=1),
+        ],
+        axis=1,
+    )
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("val/target_vs_reconstruction", image, step, dataformats="HWC")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)):
+            out[f"{prefix}{key}"] = value
+    return out

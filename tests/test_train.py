@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from occsim.tokenizer import OccTokenizer
+from occsim.train import TokenizerTrainConfig, load_config
+from occsim.train.checkpoint import list_checkpoints
+from occsim.train.tokenizer_stage import train_tokenizer
+
+
+def tiny_config(root, out, *extra) -> TokenizerTrainConfig:
+    return load_config(
+        TokenizerTrainConfig,
+        overrides=[
+            "preset=tiny",
+            "data.source=occ3d",
+            f"data.root={root}",
+            "data.clip_len=2",
+            "optim.max_steps=4",
+            "optim.warmup_steps=1",
+            "optim.batch_size=1",
+            "run.checkpoint_every=2",
+            "run.validate_every=100",
+            "run.log_every=1",
+            f"run.output_dir={out}",
+            *extra,
+        ],
+    )
+
+
+def weights(folder) -> dict:
+    return OccTokenizer.from_pretrained(folder).state_dict()
+
+
+def test_resume_continues_exactly(occ3d_root, tmp_path):
+    root = occ3d_root["root"]
+    straight = train_tokenizer(tiny_config(root, tmp_path / "a"))
+    config = tiny_config(root, tmp_path / "b")
+    train_tokenizer(config)
+    # Forget everything after step 2, as if the run had been killed there.
+    for checkpoint in list_checkpoints(tmp_path / "b"):
+        if checkpoint.name.endswith("4"):
+            import shutil
+
+            shutil.rmtree(checkpoint)
+    assert [c.name for c in list_checkpoints(tmp_path / "b")] == ["step-00000002"]
+    resumed = train_tokenizer(config, resume="latest")
+    expected, got = weights(straight), weights(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    loaded = OccTokenizer.from_pretrained(resumed)
+    assert loaded.config.codebook_size == 64
+
+
+def test_bad_configs_and_checkpoints(occ3d_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown config key 'optim.lr'"):
+        load_config(TokenizerTrainConfig, overrides=["optim.lr=1"])
+    with pytest.raises(ValueError, match="expects int"):
+        load_config(TokenizerTrainConfig, overrides=["optim.max_steps=many"])
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("preset: tiny\nflavour: vanilla\n")
+    with pytest.raises(ValueError, match="unknown config key 'flavour'"):
+        load_config(TokenizerTrainConfig, config_file)
+    with pytest.raises(FileNotFoundError, match="no gts/ folder"):
+        train_tokenizer(tiny_config(tmp_path / "nowhere", tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "d"), resume="latest")
+
+    config = tiny_config(occ3d_root["root"], tmp_path / "e", "optim.max_steps=2")
+    train_tokenizer(config)
+    (checkpoint,) = list_checkpoints(tmp_path / "e")
+    state = checkpoint / "training_state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])
+    before = (checkpoint / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="corrupt"):
+        train_tokenizer(config, resume="latest")
+    after = (checkpoint / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert before == after  # nothing overwritten
