@@ -76,3 +76,39 @@ def test_bad_configs_and_checkpoints(occ3d_root, tmp_path):
         train_tokenizer(config, resume="latest")
     after = (checkpoint / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert before == after  # nothing overwritten
+
+
+def test_two_process_cpu_ddp_produces_a_loadable_checkpoint(occ3d_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from occsim.train.checkpoint import load_state
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "occsim.train",
+        "tokenizer",
+        "preset=tiny",
+        "data.source=occ3d",
+        f"data.root={occ3d_root['root']}",
+        "data.clip_len=2",
+        "optim.max_steps=2",
+        "optim.batch_size=1",
+        "run.checkpoint_every=2",
+        "run.validate_every=100",
+        f"run.output_dir={out}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (checkpoint,) = list_checkpoints(out)
+    assert load_state(checkpoint)["world_size"] == 2
+    assert OccTokenizer.from_pretrained(checkpoint / "tokenizer").config.codebook_size == 64
+    assert OccTokenizer.from_pretrained(out / "final") is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from occsim.train.config import TokenizerTrainConfig, load_config
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> None:
 
         config = load_config(TokenizerTrainConfig, args.config, args.overrides)
         final = train_tokenizer(config, resume=args.resume)
-        print(f"tokenizer saved to {final}")
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"tokenizer saved to {final}")
     else:
         raise ValueError(f"unknown stage {args.stage!r}; expected one of {STAGES}")
 

@@ -74,6 +74,8 @@ class RunConfig:
     """Seed of initialisation and data order."""
     mixed_precision: str = "no"
     """accelerate mixed precision: ``no``, ``bf16`` or ``fp16``."""
+    cpu: bool = False
+    """Train on the CPU even where a GPU exists (several CPU processes use gloo DDP)."""
     checkpoint_every: int = 200
     """Steps between checkpoints (one is always written at the end)."""
     keep_checkpoints: int = 2

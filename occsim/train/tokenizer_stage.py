@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from occsim.metrics import OccupancyMetrics
 from occsim.render import render_bev
 from occsim.tokenizer import OccTokenizer, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint, save_checkpoint
-from occsim.train.config import TokenizerTrainConfig, config_to_dict
+from occsim.train.config import RunConfig, TokenizerTrainConfig, config_to_dict
 from occsim.train.data import build_datasets, load_clips, step_indices
 
 
@@ -37,14 +38,21 @@ def evaluate_tokenizer(model: OccTokenizer, dataset, batch_size: int = 2) -> dic
     }
 
 
+def make_accelerator(run: RunConfig) -> Accelerator:
+    """The accelerate engine; several processes without GPUs run CPU DDP over gloo."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(
+        cpu=run.cpu or (distributed and not torch.cuda.is_available()),
+        mixed_precision=run.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(run.output_dir),
+    )
+
+
 def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the final tokenizer."""
     run_dir = Path(config.run.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=config.run.mixed_precision,
-        log_with="tensorboard",
-        project_dir=str(run_dir),
-    )
+    accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
     train_set, val_set = build_datasets(config.data)
     model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
@@ -118,7 +126,11 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
                     run_dir,
                     done,
                     {"tokenizer": accelerator.unwrap_model(model)},
-                    {"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict()},
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "lr_schedule": lr_schedule.state_dict(),
+                        "world_size": world,
+                    },
                     keep=config.run.keep_checkpoints,
                 )
     accelerator.wait_for_everyone()
