@@ -112,3 +112,38 @@ def test_two_process_cpu_ddp_produces_a_loadable_checkpoint(occ3d_root, tmp_path
     assert load_state(checkpoint)["world_size"] == 2
     assert OccTokenizer.from_pretrained(checkpoint / "tokenizer").config.codebook_size == 64
     assert OccTokenizer.from_pretrained(out / "final") is not None
+
+
+def test_both_stages_produce_a_loadable_pipeline(occ3d_root, tmp_path):
+    import numpy as np
+
+    from occsim.pipeline import OccSoraPipeline
+    from occsim.train import DiTTrainConfig
+    from occsim.train.dit_stage import train_dit
+
+    tokenizer = train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "tok"))
+    config = load_config(
+        DiTTrainConfig,
+        overrides=[
+            f"tokenizer={tokenizer}",
+            "preset=tiny",
+            "data.source=occ3d",
+            f"data.root={occ3d_root['root']}",
+            "data.clip_len=4",
+            "optim.max_steps=3",
+            "optim.batch_size=1",
+            "run.checkpoint_every=2",
+            "run.validate_every=3",
+            f"run.output_dir={tmp_path / 'dit'}",
+        ],
+    )
+    folder = train_dit(config)
+    pipe = OccSoraPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    transformer = pipe.transformer.config
+    assert transformer.latent_frames == 2 and transformer.trajectory_length == 4
+    assert transformer.latent_scale > 0  # measured on the data, not a magic constant
+    out = pipe(np.zeros((1, 4, 2), dtype=np.float32), num_inference_steps=2)
+    assert out.occupancy.shape == (1, 4, 200, 200, 16)
+    with pytest.raises(FileNotFoundError, match="not a save_pretrained folder"):
+        train_dit(load_config(DiTTrainConfig, overrides=[f"tokenizer={tmp_path / 'none'}"]))

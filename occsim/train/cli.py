@@ -6,9 +6,9 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from occsim.train.config import TokenizerTrainConfig, load_config
+from occsim.train.config import DiTTrainConfig, TokenizerTrainConfig, load_config
 
-STAGES = ("tokenizer",)
+STAGES = ("tokenizer", "dit")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,13 @@ def run(args: argparse.Namespace) -> None:
         final = train_tokenizer(config, resume=args.resume)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"tokenizer saved to {final}")
+    elif args.stage == "dit":
+        from occsim.train.dit_stage import train_dit
+
+        config = load_config(DiTTrainConfig, args.config, args.overrides)
+        final = train_dit(config, resume=args.resume)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"pipeline saved to {final}")
     else:
         raise ValueError(f"unknown stage {args.stage!r}; expected one of {STAGES}")
 

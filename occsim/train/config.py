@@ -123,9 +123,6 @@ class DiTTrainConfig:
     """Step from which the variational-bound term is added (before it: L_simple only)."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the DiT weights (saved as the model)."""
-    latent_cache: str = ""
-    """Optional ``.safetensors`` latent cache (see ``occsim.train.latents``); empty: encode
-    clips with the frozen tokenizer on the fly."""
     data: DataConfig = field(default_factory=lambda: DataConfig(clip_len=8))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=3e-4))
     run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="runs/dit"))

@@ -80,7 +80,7 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
         lr_schedule.load_state_dict(state["lr_schedule"])
         start_step = int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.init_trackers("tokenizer", config=_flat(config_to_dict(config)))
+    accelerator.init_trackers("tokenizer", config=flat_config(config_to_dict(config)))
 
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = config.optim.batch_size * config.optim.gradient_accumulation
@@ -163,11 +163,12 @@ def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
             tracker.writer.add_image("val/target_vs_reconstruction", image, step, dataformats="HWC")
 
 
-def _flat(values: dict, prefix: str = "") -> dict:
+def flat_config(values: dict, prefix: str = "") -> dict:
+    """Nested config dict -> flat ``section.key`` scalars (for tracker hyper-parameters)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_config(value, f"{prefix}{key}."))
         elif isinstance(value, (int, float, str, bool)):
             out[f"{prefix}{key}"] = value
     return out

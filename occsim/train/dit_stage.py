@@ -1,0 +1,207 @@
+"""Stage 2: train the DiT on latents of a frozen tokenizer; save the whole pipeline."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+from occsim.diffusion import diffusion_losses, make_training_scheduler
+from occsim.dit import OccDiT
+from occsim.metrics import OccupancyMetrics
+from occsim.pipeline import OccSoraPipeline
+from occsim.tokenizer import OccTokenizer
+from occsim.train.checkpoint import load_state, resolve_checkpoint, save_checkpoint
+from occsim.train.config import DiTTrainConfig, config_to_dict
+from occsim.train.data import build_datasets, load_clips, step_indices
+from occsim.train.tokenizer_stage import flat_config, make_accelerator
+
+LATENT_STATISTICS_CLIPS = 8
+
+
+@torch.no_grad()
+def latent_statistics(tokenizer: OccTokenizer, dataset, clips: int) -> tuple[float, float]:
+    """``(shift, scale)`` that bring the tokenizer latents of ``clips`` clips to zero mean
+    and unit variance."""
+    indices = torch.arange(min(clips, len(dataset)))
+    latents = [
+        tokenizer.encode(load_clips(dataset, indices[i : i + 1])["occupancy"]).latents
+        for i in range(len(indices))
+    ]
+    stacked = torch.cat(latents)
+    return float(stacked.mean()), float(1.0 / stacked.std().clamp(min=1e-6))
+
+
+def _build_model(config: DiTTrainConfig, tokenizer: OccTokenizer, train_set) -> OccDiT:
+    channels, frames, height, width = tokenizer.latent_shape(config.data.clip_len)
+    shift, scale = latent_statistics(tokenizer, train_set, LATENT_STATISTICS_CLIPS)
+    geometry = dict(
+        latent_channels=channels,
+        latent_frames=frames,
+        latent_size=(height, width),
+        trajectory_length=config.data.clip_len,
+        latent_shift=shift,
+        latent_scale=scale,
+    )
+    return OccDiT.from_preset(config.preset, **{**geometry, **config.model_overrides})
+
+
+def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
+    """Train, checkpoint, validate; returns the folder of the saved ``OccSoraPipeline``."""
+    run_dir = Path(config.run.output_dir)
+    accelerator = make_accelerator(config.run)
+    torch.manual_seed(config.run.seed)
+    train_set, val_set = build_datasets(config.data)
+    tokenizer_path = Path(config.tokenizer)
+    if not (tokenizer_path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"tokenizer {tokenizer_path} is not a save_pretrained folder (no config.json); "
+            "train one with `occsim train tokenizer`"
+        )
+    tokenizer = OccTokenizer.from_pretrained(tokenizer_path).eval().requires_grad_(False)
+    if resume:
+        checkpoint = resolve_checkpoint(run_dir, resume)
+        state = load_state(checkpoint)  # checked before anything is overwritten
+        model = OccDiT.from_pretrained(checkpoint / "transformer").train()
+    else:
+        state = None
+        model = _build_model(config, tokenizer, train_set)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
+    )
+    lr_schedule = get_cosine_schedule_with_warmup(
+        optimizer, config.optim.warmup_steps, config.optim.max_steps
+    )
+    start_step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        ema.load_state_dict(state["ema"])
+        start_step = int(state["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    tokenizer.to(accelerator.device)
+    accelerator.init_trackers("dit", config=flat_config(config_to_dict(config)))
+    noise_scheduler = make_training_scheduler()
+    unwrapped = accelerator.unwrap_model(model)
+    frames = unwrapped.config.latent_frames
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_step = config.optim.batch_size * config.optim.gradient_accumulation
+    progress = tqdm(
+        range(start_step, config.optim.max_steps),
+        initial=start_step,
+        total=config.optim.max_steps,
+        disable=not accelerator.is_main_process,
+        desc="dit",
+    )
+    for step in progress:
+        torch.manual_seed(config.run.seed * 7919 + step)
+        generator = torch.Generator(device=accelerator.device).manual_seed(
+            config.run.seed * 104_729 + step * world + rank
+        )
+        indices = step_indices(len(train_set), step, per_step * world, config.run.seed)
+        mine = indices[rank * per_step : (rank + 1) * per_step]
+        for micro in range(config.optim.gradient_accumulation):
+            part = mine[micro * config.optim.batch_size : (micro + 1) * config.optim.batch_size]
+            batch = load_clips(train_set, part)
+            with torch.no_grad():
+                latents = tokenizer.encode(batch["occupancy"].to(accelerator.device)).latents
+            latents = (latents - unwrapped.config.latent_shift) * unwrapped.config.latent_scale
+            b = latents.shape[0]
+            # 0..max_context clean context frames per sample, never the whole window.
+            limit = min(config.max_context_frames, frames - 1)
+            context = torch.randint(0, limit + 1, (b,), generator=generator, device=latents.device)
+            context_mask = torch.arange(frames, device=latents.device)[None] < context[:, None]
+            drop = torch.rand(b, generator=generator, device=latents.device)
+            drop = drop < config.trajectory_dropout
+            trajectory = batch["trajectory"][..., :2].to(accelerator.device)
+            with accelerator.accumulate(model), accelerator.autocast():
+                losses = diffusion_losses(
+                    model,
+                    noise_scheduler,
+                    latents,
+                    trajectory,
+                    context_mask,
+                    drop,
+                    use_vlb=step >= config.vlb_from_step,
+                    generator=generator,
+                )
+                accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
+        if config.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad()
+        ema.step(unwrapped.parameters())
+        done = step + 1
+        progress.set_postfix(loss=f"{losses['total'].item():.3f}")
+        if done % config.run.log_every == 0:
+            scalars = {f"loss/{k}": v.item() for k, v in losses.items()}
+            scalars["lr"] = lr_schedule.get_last_lr()[0]
+            accelerator.log(scalars, step=done)
+        if accelerator.is_main_process and (
+            done % config.run.validate_every == 0 or done == config.optim.max_steps
+        ):
+            scores = evaluate_forecast(_ema_pipeline(tokenizer, unwrapped, ema), val_set)
+            accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=done)
+        if done % config.run.checkpoint_every == 0 or done == config.optim.max_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(
+                    run_dir,
+                    done,
+                    {"transformer": unwrapped},
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "lr_schedule": lr_schedule.state_dict(),
+                        "ema": ema.state_dict(),
+                        "world_size": world,
+                    },
+                    keep=config.run.keep_checkpoints,
+                )
+    accelerator.wait_for_everyone()
+    final = run_dir / "pipeline"
+    if accelerator.is_main_process:
+        _ema_pipeline(tokenizer, unwrapped, ema).save_pretrained(final)
+    accelerator.end_training()
+    return final
+
+
+def _ema_pipeline(tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel) -> OccSoraPipeline:
+    """A pipeline whose transformer holds the EMA weights (the training model is untouched)."""
+    averaged = copy.deepcopy(model).eval()
+    ema.copy_to(averaged.parameters())
+    pipe = OccSoraPipeline(tokenizer, averaged, make_training_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def evaluate_forecast(pipe: OccSoraPipeline, dataset, clips: int = 4) -> dict[str, float]:
+    """mIoU / IoU of the generated frames of each clip given its first latent frame as
+    context and its true trajectory (10 DDPM steps, guidance 2)."""
+    tokenizer, config = pipe.tokenizer, pipe.transformer.config
+    metrics = OccupancyMetrics()
+    for i in range(min(clips, len(dataset))):
+        batch = load_clips(dataset, torch.tensor([i]))
+        occupancy = batch["occupancy"].to(tokenizer.device)
+        latents = tokenizer.encode(occupancy).latents
+        context = latents[:, :, :1] if config.latent_frames > 1 else None
+        out = pipe(
+            batch["trajectory"][..., :2].numpy(),
+            context=context,
+            num_inference_steps=10,
+            guidance_scale=2.0,
+            generator=torch.Generator().manual_seed(i),
+        )
+        generated_frames = out.occupancy.shape[1]
+        truth = occupancy[:, -generated_frames:].cpu().numpy().astype(np.uint8)
+        metrics.update(out.occupancy, truth)
+    scores = metrics.compute()
+    return {"forecast_iou": scores.iou, "forecast_miou": scores.miou}
