@@ -214,7 +214,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         self.y_embedder = TrajectoryEmbedder(trajectory_length, hidden_size, trajectory_scale)
         self.context_embed = nn.Parameter(torch.zeros(hidden_size))
         self.register_buffer(
-            "pos_embed", torch.from_numpy(sincos_3d(hidden_size, self.token_grid)), persistent=False
+            "pos_embed", torch.tensor(sincos_3d(hidden_size, self.token_grid)), persistent=False
         )
         self.blocks = nn.ModuleList(
             DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)
