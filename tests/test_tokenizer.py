@@ -150,24 +150,3 @@ def test_patch_sampling_keeps_rare_classes_and_matches_full_logits():
         full.target,
         rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y i j k z)", i=1, j=4, k=4),
     )
-
-
-@pytest.mark.slow
-def test_default_preset_overfits_procedural_clips():
-    from occsim.data import ProceduralClips
-    from occsim.world import WorldConfig
-
-    torch.manual_seed(0)
-    clips = ProceduralClips(2, clip_len=4, seed=3, config=WorldConfig(size=192.0, grid_nodes=3))
-    occupancy = torch.from_numpy(np.stack([clips[i]["occupancy"] for i in range(2)])).long()
-    model = OccTokenizer.from_preset("default")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(300):
-        losses = tokenizer_losses(model(occupancy, patch_fraction=0.3))
-        optimizer.zero_grad()
-        losses["total"].backward()
-        optimizer.step()
-    model.eval()
-    metrics = OccupancyMetrics()
-    metrics.update(model.reconstruct(occupancy).numpy(), occupancy.numpy().astype(np.uint8))
-    assert metrics.compute().miou >= 90.0
