@@ -1,9 +1,7 @@
-import numpy as np
 import pytest
 import torch
 from einops import rearrange
 
-from occsim.metrics import OccupancyMetrics
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
 
 SMALL_GRID = (40, 40, 16)
