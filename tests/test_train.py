@@ -147,3 +147,39 @@ def test_both_stages_produce_a_loadable_pipeline(occ3d_root, tmp_path):
     assert out.occupancy.shape == (1, 4, 200, 200, 16)
     with pytest.raises(FileNotFoundError, match="not a save_pretrained folder"):
         train_dit(load_config(DiTTrainConfig, overrides=[f"tokenizer={tmp_path / 'none'}"]))
+
+
+def test_dit_stage_resumes(occ3d_root, tmp_path):
+    from occsim.dit import OccDiT
+    from occsim.train import DiTTrainConfig
+    from occsim.train.dit_stage import train_dit
+
+    tokenizer = train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "tok"))
+
+    def config(out, steps):
+        return load_config(
+            DiTTrainConfig,
+            overrides=[
+                f"tokenizer={tokenizer}",
+                "preset=tiny",
+                "data.source=occ3d",
+                f"data.root={occ3d_root['root']}",
+                "data.clip_len=4",
+                f"optim.max_steps={steps}",
+                "optim.batch_size=1",
+                "run.checkpoint_every=2",
+                "run.validate_every=100",
+                f"run.output_dir={out}",
+            ],
+        )
+
+    straight = train_dit(config(tmp_path / "a", 4))
+    train_dit(config(tmp_path / "b", 4))
+    import shutil
+
+    shutil.rmtree(list_checkpoints(tmp_path / "b")[-1])  # as if killed after step 2
+    resumed = train_dit(config(tmp_path / "b", 4), resume="latest")
+    expected = OccDiT.from_pretrained(straight / "transformer").state_dict()
+    got = OccDiT.from_pretrained(resumed / "transformer").state_dict()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
@@ -16,10 +15,17 @@ from occsim.dit import OccDiT
 from occsim.metrics import OccupancyMetrics
 from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
-from occsim.train.checkpoint import load_state, resolve_checkpoint, save_checkpoint
+from occsim.train.checkpoint import load_state, resolve_checkpoint
 from occsim.train.config import DiTTrainConfig, config_to_dict
 from occsim.train.data import build_datasets, load_clips, step_indices
-from occsim.train.tokenizer_stage import flat_config, make_accelerator
+from occsim.train.loop import (
+    checkpoint,
+    flat_config,
+    is_due,
+    make_accelerator,
+    make_optimizer,
+    optimizer_step,
+)
 
 LATENT_STATISTICS_CLIPS = 8
 
@@ -65,23 +71,16 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
         )
     tokenizer = OccTokenizer.from_pretrained(tokenizer_path).eval().requires_grad_(False)
     if resume:
-        checkpoint = resolve_checkpoint(run_dir, resume)
-        state = load_state(checkpoint)  # checked before anything is overwritten
-        model = OccDiT.from_pretrained(checkpoint / "transformer").train()
+        checkpoint_dir = resolve_checkpoint(run_dir, resume)
+        state = load_state(checkpoint_dir)  # checked before anything is overwritten
+        model = OccDiT.from_pretrained(checkpoint_dir / "transformer").train()
     else:
         state = None
         model = _build_model(config, tokenizer, train_set)
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
-    )
-    lr_schedule = get_cosine_schedule_with_warmup(
-        optimizer, config.optim.warmup_steps, config.optim.max_steps
-    )
+    optimizer, lr_schedule = make_optimizer(model, config.optim, state)
     start_step = 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
         ema.load_state_dict(state["ema"])
         start_step = int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -133,11 +132,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
                     generator=generator,
                 )
                 accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
-        if config.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad()
+        optimizer_step(accelerator, model, optimizer, lr_schedule, config.optim.grad_clip)
         ema.step(unwrapped.parameters())
         done = step + 1
         progress.set_postfix(loss=f"{losses['total'].item():.3f}")
@@ -145,26 +140,21 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             scalars = {f"loss/{k}": v.item() for k, v in losses.items()}
             scalars["lr"] = lr_schedule.get_last_lr()[0]
             accelerator.log(scalars, step=done)
-        if accelerator.is_main_process and (
-            done % config.run.validate_every == 0 or done == config.optim.max_steps
+        if accelerator.is_main_process and is_due(
+            done, config.run.validate_every, config.optim.max_steps
         ):
             scores = evaluate_forecast(_ema_pipeline(tokenizer, unwrapped, ema), val_set)
             accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=done)
-        if done % config.run.checkpoint_every == 0 or done == config.optim.max_steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(
-                    run_dir,
-                    done,
-                    {"transformer": unwrapped},
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "lr_schedule": lr_schedule.state_dict(),
-                        "ema": ema.state_dict(),
-                        "world_size": world,
-                    },
-                    keep=config.run.keep_checkpoints,
-                )
+        if is_due(done, config.run.checkpoint_every, config.optim.max_steps):
+            checkpoint(
+                accelerator,
+                config.run,
+                done,
+                {"transformer": unwrapped},
+                optimizer,
+                lr_schedule,
+                {"ema": ema.state_dict()},
+            )
     accelerator.wait_for_everyone()
     final = run_dir / "pipeline"
     if accelerator.is_main_process:

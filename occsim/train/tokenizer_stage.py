@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm import tqdm
 
 from occsim.metrics import OccupancyMetrics
 from occsim.render import render_bev
 from occsim.tokenizer import OccTokenizer, tokenizer_losses
-from occsim.train.checkpoint import load_state, resolve_checkpoint, save_checkpoint
-from occsim.train.config import RunConfig, TokenizerTrainConfig, config_to_dict
+from occsim.train.checkpoint import load_state, resolve_checkpoint
+from occsim.train.config import TokenizerTrainConfig, config_to_dict
 from occsim.train.data import build_datasets, load_clips, step_indices
+from occsim.train.loop import (
+    checkpoint,
+    flat_config,
+    is_due,
+    make_accelerator,
+    make_optimizer,
+    optimizer_step,
+)
 
 
 def evaluate_tokenizer(model: OccTokenizer, dataset, batch_size: int = 2) -> dict[str, float]:
@@ -38,47 +43,21 @@ def evaluate_tokenizer(model: OccTokenizer, dataset, batch_size: int = 2) -> dic
     }
 
 
-def make_accelerator(run: RunConfig) -> Accelerator:
-    """The accelerate engine; several processes without GPUs run CPU DDP over gloo."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(
-        cpu=run.cpu or (distributed and not torch.cuda.is_available()),
-        mixed_precision=run.mixed_precision,
-        log_with="tensorboard",
-        project_dir=str(run.output_dir),
-    )
-
-
 def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the final tokenizer."""
     run_dir = Path(config.run.output_dir)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
     train_set, val_set = build_datasets(config.data)
-    model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
-    )
-    lr_schedule = get_cosine_schedule_with_warmup(
-        optimizer, config.optim.warmup_steps, config.optim.max_steps
-    )
-    start_step = 0
+    state = None
     if resume:
-        checkpoint = resolve_checkpoint(run_dir, resume)
-        state = load_state(checkpoint)  # checked before anything is overwritten
-        model = OccTokenizer.from_pretrained(checkpoint / "tokenizer").train()  # loads in eval
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=config.optim.learning_rate,
-            weight_decay=config.optim.weight_decay,
-        )
-        lr_schedule = get_cosine_schedule_with_warmup(
-            optimizer, config.optim.warmup_steps, config.optim.max_steps
-        )
-        # After the schedule is built (building it resets the learning rate to step 0).
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        start_step = int(state["step"])
+        checkpoint_dir = resolve_checkpoint(run_dir, resume)
+        state = load_state(checkpoint_dir)  # checked before anything is overwritten
+        model = OccTokenizer.from_pretrained(checkpoint_dir / "tokenizer").train()  # loads in eval
+    else:
+        model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
+    optimizer, lr_schedule = make_optimizer(model, config.optim, state)
+    start_step = 0 if state is None else int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.init_trackers("tokenizer", config=flat_config(config_to_dict(config)))
 
@@ -104,11 +83,7 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
                 output = model(occupancy, patch_fraction=config.patch_fraction)
                 losses = tokenizer_losses(output, lovasz_weight=config.lovasz_weight)
                 accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
-        if config.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad()
+        optimizer_step(accelerator, model, optimizer, lr_schedule, config.optim.grad_clip)
         done = step + 1
         progress.set_postfix(loss=f"{losses['total'].item():.3f}")
         if done % config.run.log_every == 0:
@@ -117,22 +92,11 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
             scalars["codebook/perplexity"] = output.quantizer.perplexity.item()
             scalars["codebook/usage"] = output.quantizer.usage.item()
             accelerator.log(scalars, step=done)
-        if done % config.run.validate_every == 0 or done == config.optim.max_steps:
+        if is_due(done, config.run.validate_every, config.optim.max_steps):
             _validate(accelerator, model, val_set, occupancy, done)
-        if done % config.run.checkpoint_every == 0 or done == config.optim.max_steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(
-                    run_dir,
-                    done,
-                    {"tokenizer": accelerator.unwrap_model(model)},
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "lr_schedule": lr_schedule.state_dict(),
-                        "world_size": world,
-                    },
-                    keep=config.run.keep_checkpoints,
-                )
+        if is_due(done, config.run.checkpoint_every, config.optim.max_steps):
+            models = {"tokenizer": accelerator.unwrap_model(model)}
+            checkpoint(accelerator, config.run, done, models, optimizer, lr_schedule)
     accelerator.wait_for_everyone()
     final = run_dir / "final"
     if accelerator.is_main_process:
@@ -161,14 +125,3 @@ def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
             tracker.writer.add_image("val/target_vs_reconstruction", image, step, dataformats="HWC")
-
-
-def flat_config(values: dict, prefix: str = "") -> dict:
-    """Nested config dict -> flat ``section.key`` scalars (for tracker hyper-parameters)."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat_config(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float, str, bool)):
-            out[f"{prefix}{key}"] = value
-    return out
