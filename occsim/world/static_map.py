@@ -69,6 +69,15 @@ class _Painter:
         pts = (np.stack([gx, gy], axis=-1) + 0.5) * res
         return pts, gx % n, gy % n
 
+    def _box_axes(self, center: np.ndarray, yaw: float, half_length: float, half_width: float):
+        """|longitudinal| and |lateral| offsets of the cells around an oriented box."""
+        pts, ix, iy = self._patch(center, np.hypot(half_length, half_width))
+        c, s = np.cos(yaw), np.sin(yaw)
+        rel = pts - center
+        lon = np.abs(rel[..., 0] * c + rel[..., 1] * s)
+        lat = np.abs(-rel[..., 0] * s + rel[..., 1] * c)
+        return lon, lat, ix, iy
+
     def box(
         self,
         center: np.ndarray,
@@ -86,11 +95,7 @@ class _Painter:
 
         Buildings are shells as in Occ3D, where lidar sees facades and roofs, not interiors.
         """
-        pts, ix, iy = self._patch(center, np.hypot(half_length, half_width))
-        c, s = np.cos(yaw), np.sin(yaw)
-        rel = pts - center
-        lon = np.abs(rel[..., 0] * c + rel[..., 1] * s)
-        lat = np.abs(-rel[..., 0] * s + rel[..., 1] * c)
+        lon, lat, ix, iy = self._box_axes(center, yaw, half_length, half_width)
         mask = (lon <= half_length) & (lat <= half_width)
         if wall is None:
             self._write(mask, ix, iy, cls, bottom, top, only_free, lots_only)
@@ -101,17 +106,12 @@ class _Painter:
 
     def ground_box(
         self, center: np.ndarray, yaw: float, half_length: float, half_width: float, cls: int
-    ) -> np.ndarray:
-        """Repaint the ground of lot cells in an oriented box; returns the painted mask."""
-        pts, ix, iy = self._patch(center, np.hypot(half_length, half_width))
-        c, s = np.cos(yaw), np.sin(yaw)
-        rel = pts - center
-        lon = np.abs(rel[..., 0] * c + rel[..., 1] * s)
-        lat = np.abs(-rel[..., 0] * s + rel[..., 1] * c)
+    ) -> None:
+        """Repaint the ground of the free lot cells in an oriented box."""
+        lon, lat, ix, iy = self._box_axes(center, yaw, half_length, half_width)
         mask = (lon <= half_length) & (lat <= half_width)
         mask &= (self.m.ground[ix, iy] == L.TERRAIN) & (self.m.object_class[ix, iy] == L.FREE)
         self.m.ground[ix[mask], iy[mask]] = cls
-        return mask
 
     def disc(
         self,
