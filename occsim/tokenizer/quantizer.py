@@ -28,6 +28,10 @@ class QuantizerOutput:
     usage: torch.Tensor
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 class VectorQuantizer(nn.Module):
     """EMA vector quantiser over ``groups`` sub-vectors of the channel axis.
 
@@ -121,10 +125,10 @@ class VectorQuantizer(nn.Module):
     def _init_from(self, flat: torch.Tensor) -> None:
         """Start the codebook on encoder outputs of the first batch (random rows)."""
         picks = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if _distributed():
             torch.distributed.broadcast(picks, 0)
         sample = flat[picks] + 1e-3 * torch.randn_like(flat[picks])
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if _distributed():
             torch.distributed.broadcast(sample, 0)
         self.embedding.copy_(sample)
         self.embedding_sum.copy_(sample)
@@ -134,7 +138,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
         sums = torch.zeros_like(self.embedding).index_add_(0, indices, flat)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if _distributed():
             torch.distributed.all_reduce(counts)
             torch.distributed.all_reduce(sums)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
@@ -146,7 +150,7 @@ class VectorQuantizer(nn.Module):
         if dead.any():
             # Restart unused codes on random encoder outputs (same draw on every rank).
             picks = torch.randint(0, flat.shape[0], (int(dead.sum()),), device=flat.device)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if _distributed():
                 torch.distributed.broadcast(picks, 0)
                 replacement = flat[picks].contiguous()
                 torch.distributed.broadcast(replacement, 0)

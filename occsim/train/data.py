@@ -34,6 +34,15 @@ def step_indices(num_items: int, step: int, batch: int, seed: int) -> torch.Tens
     return torch.randint(0, num_items, (batch,), generator=generator)
 
 
+def micro_batches(
+    num_items: int, step: int, batch_size: int, accumulation: int, seed: int, world: int, rank: int
+) -> list[torch.Tensor]:
+    """This process's clip indices of one optimiser step, split into micro-batches."""
+    per_rank = batch_size * accumulation
+    mine = step_indices(num_items, step, per_rank * world, seed)[rank * per_rank :][:per_rank]
+    return list(mine.split(batch_size))
+
+
 def load_clips(dataset: Dataset, indices: torch.Tensor) -> dict[str, torch.Tensor]:
     """Stack the items at ``indices``: ``occupancy (B, T, X, Y, Z)`` long and
     ``trajectory (B, T, 3)`` float32."""

@@ -17,7 +17,7 @@ from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
 from occsim.train.checkpoint import load_state, resolve_checkpoint
 from occsim.train.config import DiTTrainConfig, config_to_dict
-from occsim.train.data import build_datasets, load_clips, step_indices
+from occsim.train.data import build_datasets, load_clips, micro_batches
 from occsim.train.loop import (
     checkpoint,
     flat_config,
@@ -91,7 +91,6 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     frames = unwrapped.config.latent_frames
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_step = config.optim.batch_size * config.optim.gradient_accumulation
     progress = tqdm(
         range(start_step, config.optim.max_steps),
         initial=start_step,
@@ -104,10 +103,16 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
         generator = torch.Generator(device=accelerator.device).manual_seed(
             config.run.seed * 104_729 + step * world + rank
         )
-        indices = step_indices(len(train_set), step, per_step * world, config.run.seed)
-        mine = indices[rank * per_step : (rank + 1) * per_step]
-        for micro in range(config.optim.gradient_accumulation):
-            part = mine[micro * config.optim.batch_size : (micro + 1) * config.optim.batch_size]
+        parts = micro_batches(
+            len(train_set),
+            step,
+            config.optim.batch_size,
+            config.optim.gradient_accumulation,
+            config.run.seed,
+            world,
+            rank,
+        )
+        for part in parts:
             batch = load_clips(train_set, part)
             with torch.no_grad():
                 latents = tokenizer.encode(batch["occupancy"].to(accelerator.device)).latents

@@ -13,7 +13,7 @@ from occsim.render import render_bev
 from occsim.tokenizer import OccTokenizer, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint
 from occsim.train.config import TokenizerTrainConfig, config_to_dict
-from occsim.train.data import build_datasets, load_clips, step_indices
+from occsim.train.data import build_datasets, load_clips, micro_batches
 from occsim.train.loop import (
     checkpoint,
     flat_config,
@@ -62,7 +62,6 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     accelerator.init_trackers("tokenizer", config=flat_config(config_to_dict(config)))
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_step = config.optim.batch_size * config.optim.gradient_accumulation
     progress = tqdm(
         range(start_step, config.optim.max_steps),
         initial=start_step,
@@ -74,10 +73,16 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     for step in progress:
         # Everything random in a step derives from (seed, step): resuming is exact.
         torch.manual_seed(config.run.seed * 7919 + step)
-        indices = step_indices(len(train_set), step, per_step * world, config.run.seed)
-        mine = indices[rank * per_step : (rank + 1) * per_step]
-        for micro in range(config.optim.gradient_accumulation):
-            part = mine[micro * config.optim.batch_size : (micro + 1) * config.optim.batch_size]
+        parts = micro_batches(
+            len(train_set),
+            step,
+            config.optim.batch_size,
+            config.optim.gradient_accumulation,
+            config.run.seed,
+            world,
+            rank,
+        )
+        for part in parts:
             occupancy = load_clips(train_set, part)["occupancy"].to(accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 output = model(occupancy, patch_fraction=config.patch_fraction)
