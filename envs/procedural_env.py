@@ -126,21 +126,32 @@ class ProceduralEnv(gym.Env):
                 self._world.step_scripted()
             frames.append(self._world.render())
             states.append(self._world.ego_state)
-        self._frames, self._states = np.stack(frames), states
+        self._begin(np.stack(frames), states)
+        return self._observation(), self._info({}, False, False)
+
+    def _begin(self, frames: np.ndarray, states: list[EgoState]) -> None:
+        """Start an episode from its first K frames and the ego states there."""
+        self._frames, self._states = frames, states
         self._acceleration = 0.0
         self._last_waypoints = None
-        return self._observation(), self._info({}, False, False)
 
     def step(self, action):
         if self._world is None:
             raise RuntimeError("call reset() before step()")
-        k = self.config.frames_per_step
-        action = _finite_action(action, (k, 2))
-        waypoints = action * np.asarray(self.config.action_scale)
-        start = self._states[-1]
+        waypoints = self._waypoints(action)
         frames: list[np.ndarray] = []
         states = self._world.step(waypoints, frames)
-        self._frames = np.stack(frames)
+        return self._finish_step(np.stack(frames), states, waypoints)
+
+    def _waypoints(self, action: Any) -> np.ndarray:
+        """Metric waypoints ``(K, 2)`` of a validated, clipped action."""
+        action = _finite_action(action, (self.config.frames_per_step, 2))
+        return action * np.asarray(self.config.action_scale)
+
+    def _finish_step(self, frames: np.ndarray, states: list[EgoState], waypoints: np.ndarray):
+        """Rewards, termination, observation and info once the world moved on by K frames."""
+        start = self._states[-1]
+        self._frames = frames
         speeds = np.array([start.speed] + [s.speed for s in states])
         accelerations = np.diff(speeds) / FRAME_DT
         jerk = float(np.abs(np.diff(np.concatenate([[self._acceleration], accelerations]))).sum())
@@ -163,6 +174,13 @@ class ProceduralEnv(gym.Env):
         )
 
     # ------------------------------------------------------------------ views
+    @property
+    def ego_state(self) -> EgoState:
+        """The ego's pose and speed at the last frame."""
+        if not self._states:
+            raise RuntimeError("call reset() first: the episode has no ego state yet")
+        return self._states[-1]
+
     def _ego_vector(self) -> np.ndarray:
         last, previous = self._states[-1], self._states[-2] if len(self._states) > 1 else None
         yaw_rate = 0.0

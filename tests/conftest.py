@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny datasets written in the real Occ3D-nuScenes layouts."""
+"""Shared fixtures: tiny datasets written in the real Occ3D-nuScenes layouts, and a tiny
+untrained world model at the full 200x200x16 grid for the learned env."""
 
 from __future__ import annotations
 
@@ -8,8 +9,48 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from occsim.diffusion import make_training_scheduler
+from occsim.dit import OccDiT
 from occsim.grid import OCC3D_GRID
+from occsim.pipeline import OccSoraPipeline
+from occsim.tokenizer import OccTokenizer
+
+
+def randomize(module: torch.nn.Module, seed: int = 0) -> None:
+    """Give the zero-initialised adaLN and output layers small random weights, so that the
+    untrained model's output depends on its inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "adaLN" in name or "final_layer" in name or "null" in name:
+                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
+
+
+def tiny_world_model() -> OccSoraPipeline:
+    """Untrained tiny tokenizer (temporal factor 4) + DiT of two latent frames, full grid."""
+    torch.manual_seed(0)
+    tokenizer = OccTokenizer.from_preset("tiny", downsample=((4, 1, 1),)).eval()
+    channels, frames, height, width = tokenizer.latent_shape(8)
+    transformer = OccDiT.from_preset(
+        "tiny",
+        latent_channels=channels,
+        latent_frames=frames,
+        latent_size=(height, width),
+        patch_size=(1, 5, 5),
+        trajectory_length=8,
+    ).eval()
+    randomize(transformer)
+    return OccSoraPipeline(tokenizer, transformer, make_training_scheduler())
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_path(tmp_path_factory) -> Path:
+    """A saved :func:`tiny_world_model` folder."""
+    path = tmp_path_factory.mktemp("tiny_pipeline")
+    tiny_world_model().save_pretrained(path)
+    return path
 
 
 def _yaw_quaternion(yaw: float) -> list[float]:

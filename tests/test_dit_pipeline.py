@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import randomize
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -15,16 +16,6 @@ from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
 
 GRID = (40, 40, 16)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give the zero-initialised adaLN and output layers small random weights, so that the
-    untrained model's output depends on its inputs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if "adaLN" in name or "final_layer" in name or "null" in name:
-                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,11 @@ class DiTTrainConfig:
     """Probability of replacing the trajectory by the null embedding (for guidance)."""
     vlb_from_step: int = 0
     """Step from which the variational-bound term is added (before it: L_simple only)."""
+    latent_cache: str = ""
+    """Latent cache file (``safetensors``, see ``occsim.train.latent_cache``), built on
+    first use and rebuilt when the tokenizer or data change; empty: encode on the fly."""
+    segment_len: int = 40
+    """Frames per cached segment (a multiple of the tokenizer's temporal factor)."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the DiT weights (saved as the model)."""
     data: DataConfig = field(default_factory=lambda: DataConfig(clip_len=8))

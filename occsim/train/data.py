@@ -27,6 +27,25 @@ def build_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
     raise ValueError(f"unknown data.source {config.source!r}; expected 'procedural' or 'occ3d'")
 
 
+def build_segments(config: DataConfig, segment_len: int) -> Dataset:
+    """The training data cut into non-overlapping segments of ``segment_len`` frames (the
+    unit of the DiT stage's latent cache)."""
+    if config.source == "procedural":
+        return ProceduralClips(config.num_clips, clip_len=segment_len, seed=config.seed)
+    if config.source == "occ3d":
+        if not config.root:
+            raise ValueError("data.source=occ3d needs data.root (the folder holding gts/)")
+        return Occ3DDataset(
+            config.root,
+            split=config.train_split,
+            clip_len=segment_len,
+            stride=segment_len,
+            poses=config.poses or None,
+            drop_short_scenes=True,
+        )
+    raise ValueError(f"unknown data.source {config.source!r}; expected 'procedural' or 'occ3d'")
+
+
 def step_indices(num_items: int, step: int, batch: int, seed: int) -> torch.Tensor:
     """Clip indices of one optimiser step for all processes: a pure function of the step,
     so a resumed run draws exactly the batches of an uninterrupted one."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
 from occsim.train.checkpoint import load_state, resolve_checkpoint
 from occsim.train.config import DiTTrainConfig, config_to_dict
-from occsim.train.data import build_datasets, load_clips, micro_batches
+from occsim.train.data import build_datasets, build_segments, load_clips, micro_batches
+from occsim.train.latent_cache import LatentCache, load_or_build_cache
 from occsim.train.loop import (
     checkpoint,
     flat_config,
@@ -89,6 +92,8 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     noise_scheduler = make_training_scheduler()
     unwrapped = accelerator.unwrap_model(model)
     frames = unwrapped.config.latent_frames
+    cache = _latent_cache(config, tokenizer, accelerator) if config.latent_cache else None
+    num_items = len(train_set) if cache is None else len(cache) * cache.windows_per_segment(frames)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     progress = tqdm(
@@ -104,7 +109,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             config.run.seed * 104_729 + step * world + rank
         )
         parts = micro_batches(
-            len(train_set),
+            num_items,
             step,
             config.optim.batch_size,
             config.optim.gradient_accumulation,
@@ -113,9 +118,13 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             rank,
         )
         for part in parts:
-            batch = load_clips(train_set, part)
-            with torch.no_grad():
-                latents = tokenizer.encode(batch["occupancy"].to(accelerator.device)).latents
+            if cache is None:
+                batch = load_clips(train_set, part)
+                with torch.no_grad():
+                    latents = tokenizer.encode(batch["occupancy"].to(accelerator.device)).latents
+            else:
+                batch = cache.window(tokenizer, part, frames)
+                latents = batch["latents"]
             latents = (latents - unwrapped.config.latent_shift) * unwrapped.config.latent_scale
             b = latents.shape[0]
             # 0..max_context clean context frames per sample, never the whole window.
@@ -166,6 +175,23 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
         _ema_pipeline(tokenizer, unwrapped, ema).save_pretrained(final)
     accelerator.end_training()
     return final
+
+
+def _latent_cache(config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator) -> LatentCache:
+    """The main process builds (or checks) the cache; the others then read it."""
+    if config.segment_len % tokenizer.temporal_factor:
+        raise ValueError(
+            f"segment_len={config.segment_len} must be a multiple of the tokenizer's temporal "
+            f"factor {tokenizer.temporal_factor}"
+        )
+    segments = build_segments(config.data, config.segment_len)
+    data_digest = hashlib.sha256(
+        json.dumps([config_to_dict(config.data), config.segment_len], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    if accelerator.is_main_process:
+        load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest)
+    accelerator.wait_for_everyone()
+    return load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest)
 
 
 def _ema_pipeline(tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel) -> OccSoraPipeline:

@@ -115,6 +115,7 @@ def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
         return
     unwrapped = accelerator.unwrap_model(model)
     scores = evaluate_tokenizer(unwrapped, val_set)
+    tqdm.write(f"step {step}: val recon IoU {scores['iou']:.1f} mIoU {scores['miou']:.1f}")
     accelerator.log({f"val/{k}": v for k, v in scores.items() if not np.isnan(v)}, step=step)
     with torch.no_grad():
         unwrapped.eval()

@@ -1,0 +1,46 @@
+"""Ego motion of the learned world: the ego follows its waypoints exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from occsim.geometry import local_to_world, poses_to_trajectory
+from occsim.world import EgoState
+from occsim.world.config import FRAME_DT
+
+MIN_HEADING_DISTANCE = 0.05  # metres; below this the heading is kept (standing still)
+
+
+def follow_waypoints(start: EgoState, waypoints: np.ndarray) -> list[EgoState]:
+    """Ego states at each waypoint ``(K, 2)`` given in ``start``'s ego frame, 0.5 s apart:
+    heading along the direction of motion, speed from the distance covered."""
+    origin = np.array([start.x, start.y])
+    world_xy = local_to_world(np.asarray(waypoints, dtype=np.float64), origin, start.yaw)
+    states, previous, yaw = [], origin, start.yaw
+    for target in world_xy:
+        motion = target - previous
+        distance = float(np.hypot(*motion))
+        if distance > MIN_HEADING_DISTANCE:
+            yaw = float(np.arctan2(motion[1], motion[0]))
+        states.append(EgoState(float(target[0]), float(target[1]), yaw, distance / FRAME_DT))
+        previous = target
+    return states
+
+
+def window_trajectory(states: list[EgoState]) -> np.ndarray:
+    """``(T, 3)`` poses of ``states`` in the first one's ego frame (the DiT's condition)."""
+    xy = np.array([[s.x, s.y] for s in states])
+    return poses_to_trajectory(xy, np.array([s.yaw for s in states]))
+
+
+def states_from_trajectory(trajectory: np.ndarray) -> list[EgoState]:
+    """Ego states of a ``(T, 2|3)`` trajectory given in its own first frame."""
+    trajectory = np.asarray(trajectory, dtype=np.float64)
+    start = EgoState(0.0, 0.0, 0.0, 0.0)
+    if trajectory.shape[1] == 2:
+        states = [start, *follow_waypoints(start, trajectory[1:])]
+        states[0] = EgoState(0.0, 0.0, states[1].yaw if len(states) > 1 else 0.0, states[1].speed)
+        return states
+    speeds = np.r_[0.0, np.hypot(*np.diff(trajectory[:, :2], axis=0).T) / FRAME_DT]
+    speeds[0] = speeds[1] if len(speeds) > 1 else 0.0
+    return [EgoState(*map(float, pose), float(v)) for pose, v in zip(trajectory, speeds)]

@@ -1,0 +1,130 @@
+"""Natively batched ``occsim/OccSora-v0``: one DiT call per step for all sub-envs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+from occsim.envs.config import OccEnvConfig
+from occsim.envs.learned_world import load_pipeline
+from occsim.envs.occsora_env import OccSoraEnv
+from occsim.pipeline import OccSoraPipeline
+from occsim.world import WorldConfig
+
+
+class OccSoraVectorEnv(VectorEnv):
+    """``num_envs`` learned worlds stepped together: the denoising loop runs once over the
+    batch (the expensive part), each sub-env then decodes its own new frames with its own
+    stream. Built by ``gym.make_vec("occsim/OccSora-v0", num_envs=N)``; next-step
+    autoreset, as gymnasium's ``SyncVectorEnv``. Sub-env ``i`` is seeded ``seed + i``.
+    """
+
+    metadata: ClassVar[dict] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": ["rgb_array"],
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        config: OccEnvConfig | None = None,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        pipeline: OccSoraPipeline | None = None,
+        world_config: WorldConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        config = OccEnvConfig.from_kwargs(config, **kwargs)
+        pipe = pipeline if pipeline is not None else load_pipeline(config)
+        self.envs = [OccSoraEnv(config, render_mode, world_config, pipe) for _ in range(num_envs)]
+        self.pipe, self.config, self.num_envs = pipe, config, num_envs
+        self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._observations = create_empty_array(self.single_observation_space, num_envs)
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._generator = torch.Generator()
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        seeds = [None] * self.num_envs
+        if isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]
+            self._generator.manual_seed(seed)
+        elif seed is not None:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
+            seeds = list(seed)
+        observations, infos = [], {}
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            observation, info = env.reset(seed=s, options=options)
+            observations.append(observation)
+            infos = self._add_info(infos, info, i)
+        self._elapsed[:] = 0
+        self._autoreset[:] = False
+        return self._batch(observations), infos
+
+    def step(self, actions: np.ndarray):
+        actions = np.asarray(actions)
+        expected = (self.num_envs, *self.single_action_space.shape)
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        observations: list[Any] = [None] * self.num_envs
+        infos: dict = {}
+        moving = [i for i in range(self.num_envs) if not self._autoreset[i]]
+        for i in np.flatnonzero(self._autoreset):
+            observations[i], info = self.envs[i].reset()
+            infos = self._add_info(infos, info, int(i))
+            self._elapsed[i] = 0
+        if moving:
+            results = self._step_together(moving, actions)
+            for i, (observation, reward, term, _, info) in zip(moving, results):
+                self._elapsed[i] += 1
+                observations[i], rewards[i], terminated[i] = observation, reward, term
+                limit = self.max_episode_steps
+                truncated[i] = limit is not None and self._elapsed[i] >= limit
+                infos = self._add_info(infos, info, i)
+        self._autoreset = terminated | truncated
+        return self._batch(observations), rewards, terminated, truncated, infos
+
+    def _step_together(self, indices: list[int], actions: np.ndarray) -> list[tuple]:
+        envs = [self.envs[i] for i in indices]
+        plans = [env.plan(actions[i]) for env, i in zip(envs, indices)]
+        out = self.pipe(
+            np.stack([plan.trajectory[:, :2] for plan in plans]),
+            context=torch.cat([env.learned.latents for env in envs]),
+            num_inference_steps=self.config.num_inference_steps,
+            guidance_scale=self.config.guidance_scale,
+            generator=self._generator,
+            output_type="latent",
+        )
+        results = []
+        for j, (env, plan) in enumerate(zip(envs, plans)):
+            frames = env.learned.accept(out.latents[j : j + 1])
+            results.append(env.commit(frames, plan))
+        return results
+
+    def _batch(self, observations: list[Any]) -> Any:
+        batched = concatenate(self.single_observation_space, observations, self._observations)
+        return copy.deepcopy(batched)  # the buffer is reused next step
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
+            return None
+        return tuple(env.render() for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
