@@ -47,20 +47,24 @@ class BicycleModel:
     ) -> np.ndarray:
         """``(frames, 2)`` positions 0.5 s apart in the current ego frame for normalised
         commands in [-1, 1] held over the step."""
-        acceleration = float(np.clip(acceleration, -1.0, 1.0))
-        scale = self.max_acceleration if acceleration >= 0 else self.max_deceleration
-        accel = acceleration * scale
-        angle = float(np.clip(steering, -1.0, 1.0)) * self.max_steering
+        return self.rollout(speed, np.tile([acceleration, steering], (frames, 1)))[:, :2]
+
+    def rollout(self, speed: float, commands: np.ndarray) -> np.ndarray:
+        """``(frames, 4)`` states ``(x, y, yaw, speed)`` 0.5 s apart in the current ego frame
+        for one normalised ``(acceleration, steering)`` command ``(frames, 2)`` per frame."""
+        commands = np.clip(np.asarray(commands, dtype=np.float64), -1.0, 1.0)
         dt = FRAME_DT / self.substeps
         x = y = yaw = 0.0
-        out = np.zeros((frames, 2))
-        for k in range(frames):
+        out = np.zeros((len(commands), 4))
+        for k, (acceleration, steering) in enumerate(commands):
+            scale = self.max_acceleration if acceleration >= 0 else self.max_deceleration
+            turn = np.tan(steering * self.max_steering) / self.wheelbase
             for _ in range(self.substeps):
-                speed = float(np.clip(speed + accel * dt, 0.0, self.max_speed))
+                speed = float(np.clip(speed + acceleration * scale * dt, 0.0, self.max_speed))
                 x += speed * np.cos(yaw) * dt
                 y += speed * np.sin(yaw) * dt
-                yaw += speed / self.wheelbase * np.tan(angle) * dt
-            out[k] = x, y
+                yaw += speed * turn * dt
+            out[k] = x, y, yaw, speed
         return out
 
 

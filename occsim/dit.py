@@ -38,9 +38,9 @@ DIT_PRESETS: dict[str, dict] = {
         latent_size=(50, 50),
         patch_size=(1, 5, 5),
         trajectory_length=8,
-        hidden_size=192,
-        depth=6,
-        num_heads=6,
+        hidden_size=128,
+        depth=4,
+        num_heads=4,
     ),
     "tiny": dict(
         latent_channels=8,
