@@ -1,6 +1,7 @@
 """Agents that drive the occsim envs, imported as ``occsim.agents``."""
 
 from occsim.agents.base import Agent
+from occsim.agents.keyboard import KeyboardAgent, KeyboardState
 from occsim.agents.planner import PlannerAgent, PlannerCosts
 from occsim.agents.scripted import (
     MANEUVER_COMMANDS,
@@ -13,6 +14,8 @@ __all__ = [
     "MANEUVER_COMMANDS",
     "Agent",
     "ConstantSpeedAgent",
+    "KeyboardAgent",
+    "KeyboardState",
     "ManeuverAgent",
     "PlannerAgent",
     "PlannerCosts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ class RandomAgent:
     """Uniform samples of the action space (seeded)."""
 
     def __init__(self, action_space: spaces.Space, seed: int | None = None) -> None:
-        self.action_space = action_space
+        self.action_space = copy.deepcopy(action_space)  # its own random stream
         self.action_space.seed(seed)
 
     def reset(self, seed: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The ``occsim`` command line: ``occsim data procedural``, ``occsim demo``."""
+"""The ``occsim`` command line: data, train, drive, replay, demo."""
 
 from __future__ import annotations
 
@@ -43,6 +43,58 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"wrote {len(frames)} frames of the procedural world to {video}")
 
 
+def _make_agent(name: str, env, seed: int):
+    from occsim.agents import ConstantSpeedAgent, ManeuverAgent, PlannerAgent, RandomAgent
+
+    frames = env.unwrapped.config.frames_per_step
+    if name == "planner":
+        return PlannerAgent(frames=frames, seed=seed)
+    if name == "constant":
+        return ConstantSpeedAgent(frames=frames)
+    if name == "random":
+        return RandomAgent(env.action_space, seed=seed)
+    if name.startswith("maneuver:"):
+        return ManeuverAgent(name.split(":", 1)[1], frames=frames)
+    raise ValueError(
+        f"agent {name!r} unknown; expected planner, constant, random or maneuver:<name>"
+    )
+
+
+def _drive(args: argparse.Namespace) -> None:
+    import os
+
+    from occsim.drive import make_env, run_headless, run_keyboard
+
+    env_kwargs: dict = {"observation_keys": ["occupancy", "ego"]}
+    if args.world == "learned":
+        if args.pipeline:
+            env_kwargs["pipeline_path"] = str(args.pipeline)
+        env_kwargs["num_inference_steps"] = args.solver_steps
+    if args.headless:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        env = make_env(args.world, **env_kwargs)
+        agent = _make_agent(args.agent, env, args.seed)
+        summary = run_headless(env, agent, args.steps, args.seed, args.out, env_kwargs)
+        print(
+            f"drove {summary['steps']} steps ({summary['episodes']} episodes) of the "
+            f"{args.world} world, step p50 {summary['step_ms_p50']:.0f} ms; "
+            f"wrote {summary['video']}"
+        )
+        return
+    env = make_env(args.world, **env_kwargs)
+    record = run_keyboard(env, args.seed, args.three_d, args.record, env_kwargs)
+    print(
+        f"drove {len(record.actions)} steps" + (f"; recorded {args.record}" if args.record else "")
+    )
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from occsim.drive import replay
+
+    result = replay(args.record)
+    print(f"replayed {result['steps']} steps: every frame identical to the recording")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``occsim`` command."""
     parser = argparse.ArgumentParser(prog="occsim", description=__doc__)
@@ -66,6 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the tokenizer or the world model")
     add_train_arguments(train)
     train.set_defaults(handler=run_training)
+
+    drive = commands.add_parser("drive", help="drive a world: keyboard window or headless")
+    drive.add_argument("--world", choices=("learned", "procedural"), default="learned")
+    drive.add_argument("--pipeline", type=Path, help="world model folder (default: bundled)")
+    drive.add_argument("--seed", type=int, default=0, help="episode seed")
+    drive.add_argument("--headless", action="store_true", help="no window: agent + video")
+    drive.add_argument(
+        "--agent",
+        default="planner",
+        help="headless agent: planner, "
+        "constant, random, maneuver:<straight|left|right|stop|accelerate>",
+    )
+    drive.add_argument("--steps", type=int, default=10, help="headless steps")
+    drive.add_argument("--solver-steps", type=int, default=10, help="denoising steps")
+    drive.add_argument("--out", type=Path, default=Path("outputs/drive"), help="headless output")
+    drive.add_argument("--3d", dest="three_d", action="store_true", help="open3d view too")
+    drive.add_argument("--record", type=Path, help="write the episode record here (window)")
+    drive.set_defaults(handler=_drive)
+
+    replay = commands.add_parser("replay", help="replay a recorded episode and check it")
+    replay.add_argument("record", type=Path, help="episode record (episode.json)")
+    replay.set_defaults(handler=_replay)
 
     demo = commands.add_parser("demo", help="drive the world headless and write a BEV video")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")

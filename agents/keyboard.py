@@ -1,0 +1,83 @@
+"""Keyboard driving: pygame events -> held (acceleration, steering) -> waypoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from occsim.agents.scripted import DEFAULT_ACTION_SCALE, normalise
+from occsim.envs.wrappers import BicycleModel
+
+
+@dataclass
+class KeyboardState:
+    """What the keys currently ask for, and requests the driving loop acts on."""
+
+    throttle: float = 0.0
+    steering: float = 0.0
+    brake: bool = False
+    reset: bool = False
+    pause: bool = False
+    quit: bool = False
+    held: set = field(default_factory=set)
+
+
+class KeyboardAgent:
+    """Arrows / WASD steer and accelerate, space brakes, R resets, P pauses, Esc quits.
+
+    :meth:`process_event` is pure (a pygame event in, the state updated), so tests feed
+    it synthetic events; :meth:`act` turns the held keys into the env's waypoints through
+    a kinematic bicycle from the observed speed.
+    """
+
+    def __init__(
+        self, frames: int = 4, model: BicycleModel | None = None, action_scale=DEFAULT_ACTION_SCALE
+    ) -> None:
+        self.frames, self.action_scale = frames, action_scale
+        self.model = model or BicycleModel(max_speed=0.95 * action_scale[0] / (0.5 * frames))
+        self.state = KeyboardState()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.state = KeyboardState(pause=self.state.pause)
+
+    def process_event(self, event: Any) -> KeyboardState:
+        """Update the state from one pygame event (KEYDOWN / KEYUP / QUIT)."""
+        import pygame
+
+        if event.type == pygame.QUIT:
+            self.state.quit = True
+        elif event.type == pygame.KEYDOWN:
+            key = event.key
+            if key == pygame.K_ESCAPE:
+                self.state.quit = True
+            elif key == pygame.K_r:
+                self.state.reset = True
+            elif key == pygame.K_p:
+                self.state.pause = not self.state.pause
+            else:
+                self.state.held.add(key)
+        elif event.type == pygame.KEYUP:
+            self.state.held.discard(event.key)
+        self._update_commands()
+        return self.state
+
+    def _update_commands(self) -> None:
+        import pygame
+
+        held = self.state.held
+        up = bool(held & {pygame.K_UP, pygame.K_w})
+        down = bool(held & {pygame.K_DOWN, pygame.K_s})
+        left = bool(held & {pygame.K_LEFT, pygame.K_a})
+        right = bool(held & {pygame.K_RIGHT, pygame.K_d})
+        self.state.brake = pygame.K_SPACE in held
+        self.state.throttle = -1.0 if self.state.brake else 0.6 * (up - down)
+        self.state.steering = 0.6 * (left - right)
+
+    def act(self, observation: dict[str, Any]) -> np.ndarray:
+        speed = float(observation["ego"][0]) if "ego" in observation else 0.0
+        waypoints = self.model.waypoints(
+            speed, self.state.throttle, self.state.steering, self.frames
+        )
+        return normalise(waypoints, self.action_scale)
