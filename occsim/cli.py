@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(handler=run_training)
 
+    from occsim.evaluate.cli import add_commands as add_eval_commands
+
+    add_eval_commands(commands)
+
     drive = commands.add_parser("drive", help="drive a world: keyboard window or headless")
     drive.add_argument("--world", choices=("learned", "procedural"), default="learned")
     drive.add_argument("--pipeline", type=Path, help="world model folder (default: bundled)")

@@ -151,11 +151,13 @@ def run_keyboard(
     env_kwargs: dict | None = None,
     max_frames: int | None = None,
     events: Callable[[], list] | None = None,
+    screenshot: str | Path | None = None,
 ) -> EpisodeRecord:
     """The interactive window: BEV + HUD in pygame (and the open3d view with ``three_d``).
     Returns the record of the last episode (written to ``record_path`` if given).
     ``events`` replaces ``pygame.event.get`` (scripted input); ``max_frames`` bounds the
-    loop (one step per frame unless paused)."""
+    loop (one step per frame unless paused); ``screenshot`` saves the last window (PNG)
+    and, with ``three_d``, the open3d view next to it (``*_3d.png``)."""
     import pygame
 
     from occsim.agents import KeyboardAgent
@@ -204,6 +206,13 @@ def run_keyboard(
         clock.tick(30)
     if record_path is not None:
         record.save(record_path)
+    if screenshot is not None and screen is not None:
+        pygame.image.save(screen, str(screenshot))
+        if viewer is not None:
+            import imageio.v2 as imageio
+
+            path = Path(screenshot)
+            imageio.imwrite(path.with_name(path.stem + "_3d.png"), viewer.capture())
     if viewer is not None:
         viewer.close()
     pygame.display.quit()

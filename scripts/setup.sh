@@ -30,5 +30,5 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # Install torch first: an unpinned torch pulled in by a dependency may be a multi-GB CUDA build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,rl]"
 echo "occsim installed in $VENV"

@@ -1,0 +1,155 @@
+"""``occsim eval recon|forecast|closed-loop`` and ``occsim bench``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+HELD_OUT_SEED = 10_000  # procedural dataset seed never used in training (DataConfig.val_seed)
+
+
+def _dataset(args: argparse.Namespace, clip_len: int):
+    from occsim.data import Occ3DDataset, ProceduralClips
+
+    if args.data == "procedural":
+        return ProceduralClips(args.clips, clip_len=clip_len, seed=args.data_seed)
+    return Occ3DDataset(
+        args.data, split=args.split, clip_len=clip_len, stride=clip_len, drop_short_scenes=True
+    )
+
+
+def _pipeline(args: argparse.Namespace):
+    from occsim.envs.config import OccEnvConfig
+    from occsim.envs.learned_world import load_pipeline
+
+    path = None if args.pipeline is None else str(args.pipeline)
+    return load_pipeline(OccEnvConfig(pipeline_path=path))
+
+
+def _finish(report, args: argparse.Namespace) -> None:
+    report.meta["command"] = "occsim " + shlex.join(sys.argv[1:])
+    print(report.markdown())
+    if args.json:
+        report.save_json(args.json)
+    if args.benchmarks:
+        report.update_benchmarks(args.benchmarks)
+
+
+def _recon(args: argparse.Namespace) -> None:
+    from occsim.evaluate.recon import evaluate_reconstruction, recon_report
+
+    tokenizer = _pipeline(args).tokenizer
+    scores = evaluate_reconstruction(tokenizer, _dataset(args, 4 * tokenizer.temporal_factor))
+    label = "bundled default" if args.pipeline is None else Path(args.pipeline).name
+    _finish(recon_report(scores, label, {"data": args.data, "clips": args.clips}), args)
+
+
+def _forecast(args: argparse.Namespace) -> None:
+    from occsim.evaluate.forecast import HORIZON_SECONDS, evaluate_forecast
+    from occsim.evaluate.report import Report
+
+    scores = evaluate_forecast(
+        _pipeline(args), _dataset(args, 10), args.clips, args.solver_steps, args.guidance
+    )
+    rows = [
+        {"horizon": f"{s} s", "IoU": x.iou, "mIoU": x.miou} for s, x in zip(HORIZON_SECONDS, scores)
+    ]
+    _finish(
+        Report(
+            "eval:forecast",
+            "Forecast (2 s history -> 3 s)",
+            ["horizon", "IoU", "mIoU"],
+            rows,
+            {"data": args.data, "clips": args.clips},
+        ),
+        args,
+    )
+
+
+def _closed_loop(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from occsim.agents import ConstantSpeedAgent
+    from occsim.envs import OccSoraEnv, ProceduralEnv
+    from occsim.evaluate.closed_loop import closed_loop_agreement
+    from occsim.evaluate.report import Report
+
+    pipe = _pipeline(args)
+    learned = OccSoraEnv(
+        pipeline=pipe, num_inference_steps=args.solver_steps, guidance_scale=args.guidance
+    )
+    exact = ProceduralEnv()
+    agent = ConstantSpeedAgent(6.0, frames=exact.config.frames_per_step)
+    seeds = list(range(args.data_seed, args.data_seed + args.clips))
+    scores = closed_loop_agreement(exact, learned, agent, seeds, args.steps)
+    rows = [
+        {"step": k + 1, "seconds": 2.0 * (k + 1), "IoU": s.iou, "mIoU": s.miou}
+        for k, s in enumerate(scores)
+    ]
+    rows.append(
+        {
+            "step": "mean",
+            "IoU": float(np.mean([s.iou for s in scores])),
+            "mIoU": float(np.nanmean([s.miou for s in scores])),
+        }
+    )
+    _finish(
+        Report(
+            "eval:closed-loop",
+            "Closed loop: learned vs exact world",
+            ["step", "seconds", "IoU", "mIoU"],
+            rows,
+            {"seeds": seeds},
+        ),
+        args,
+    )
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from occsim.evaluate.bench import run_bench
+    from occsim.evaluate.report import Report
+
+    figures = run_bench(
+        _pipeline(args),
+        steps=args.steps,
+        batch=args.batch,
+        num_inference_steps=args.solver_steps,
+        guidance_scale=args.guidance,
+    )
+    rows = [{"figure": k, "value": v} for k, v in figures.items()]
+    _finish(Report("bench", "occsim bench (OccSora-v0)", ["figure", "value"], rows), args)
+
+
+def _common(parser: argparse.ArgumentParser, clips: int, steps: int) -> None:
+    parser.add_argument("--pipeline", type=Path, help="world model folder (default: bundled)")
+    parser.add_argument(
+        "--data", default="procedural", help="'procedural' (held-out seeds) or an Occ3D root"
+    )
+    parser.add_argument("--split", default="val", help="Occ3D split")
+    parser.add_argument("--data-seed", type=int, default=HELD_OUT_SEED)
+    parser.add_argument("--clips", type=int, default=clips, help="clips / episodes")
+    parser.add_argument("--steps", type=int, default=steps, help="env steps")
+    parser.add_argument("--solver-steps", type=int, default=10)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
+
+
+def add_commands(commands) -> None:
+    """Add ``eval`` and ``bench`` to the ``occsim`` sub-commands."""
+    evaluate = commands.add_parser("eval", help="evaluate a world model")
+    kinds = evaluate.add_subparsers(dest="eval_command", required=True)
+    for name, handler, help_text, clips, steps in (
+        ("recon", _recon, "tokenizer reconstruction IoU/mIoU per class", 16, 0),
+        ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 8, 0),
+        ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 4, 5),
+    ):
+        parser = kinds.add_parser(name, help=help_text)
+        _common(parser, clips, steps)
+        parser.set_defaults(handler=handler)
+    bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
+    _common(bench, 0, 20)
+    bench.add_argument("--batch", type=int, default=8, help="envs of the batched figure")
+    bench.set_defaults(handler=_bench)
