@@ -12,7 +12,10 @@ from occsim.agents.scripted import DEFAULT_ACTION_SCALE, normalise
 from occsim.envs.rewards import EGO_HEIGHT_VOXELS
 from occsim.envs.wrappers import BicycleModel
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, OCC3D_GRID
-from occsim.labels import DRIVEABLE_SURFACE, OBSTACLE_CLASSES, OTHER_FLAT
+from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, OBSTACLE_CLASSES, OTHER_FLAT
+
+STATIC_OBSTACLES = tuple(c for c in OBSTACLE_CLASSES if c not in DYNAMIC_CLASSES)
+MOVING_MARGIN = 4  # cells (1.6 m) around moving agents
 
 # Points sampled over the ego box (length x width) to test a pose against a BEV map, half a
 # voxel inside its edges so that they land on the cells of the env's footprint mask.
@@ -47,12 +50,25 @@ class PlannerCosts:
     target_speed: float = 7.0
 
 
-def bev_maps(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Boolean ``(X, Y)`` mask grown by ``radius`` cells (square neighbourhood)."""
+    if radius <= 0:
+        return mask
+    padded = np.pad(mask, radius)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
+    return windows.any(axis=(-1, -2))
+
+
+def bev_maps(frame: np.ndarray, moving_margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(obstacle, driveable)`` boolean ``(X, Y)`` maps of one occupancy frame, with the
-    same height bands as the env's collision and off-road checks."""
-    obstacle = np.isin(frame[:, :, EGO_HEIGHT_VOXELS], OBSTACLE_CLASSES).any(axis=-1)
+    same height bands as the env's collision and off-road checks. Agents that move
+    (vehicles, cyclists, pedestrians) are grown by ``moving_margin`` cells: a frame shows
+    where they were, not where they will be."""
+    body = frame[:, :, EGO_HEIGHT_VOXELS]
+    static = np.isin(body, STATIC_OBSTACLES).any(axis=-1)
+    moving = dilate(np.isin(body, DYNAMIC_CLASSES).any(axis=-1), moving_margin)
     driveable = np.isin(frame[:, :, 2], (DRIVEABLE_SURFACE, OTHER_FLAT))
-    return obstacle, driveable
+    return static | moving, driveable
 
 
 def pose_costs(
@@ -154,10 +170,12 @@ class PlannerAgent:
         horizon = self.frames + self.lookahead
         poses = rollout_poses(self.model, speed, controls, self.frames, horizon)
         if self.scorer == "occupancy":
-            hit, off = pose_costs(poses, *bev_maps(frame))
+            hit, off = pose_costs(poses, *bev_maps(frame, MOVING_MARGIN))
         else:
             hit, off = self._world_model_flags(poses[:, : self.frames], controls, speed)
-            look_hit, look_off = pose_costs(poses[:, self.frames :], *bev_maps(frame))
+            look_hit, look_off = pose_costs(
+                poses[:, self.frames :], *bev_maps(frame, MOVING_MARGIN)
+            )
             hit, off = np.concatenate([hit, look_hit], 1), np.concatenate([off, look_off], 1)
         # The step's own poses count fully, the look-ahead's less (it is replanned anyway).
         weights = np.where(np.arange(horizon) < self.frames, 1.0, 0.5)

@@ -28,7 +28,7 @@ def load_pipeline(config: OccEnvConfig) -> OccSoraPipeline:
             raise FileNotFoundError(
                 f"pipeline_path {path} is not an OccSoraPipeline folder (no model_index.json)"
             )
-    pipe = OccSoraPipeline.from_pretrained(path, torch_dtype=getattr(torch, config.dtype))
+    pipe = OccSoraPipeline.from_pretrained(path, dtype=getattr(torch, config.dtype))
     scheduler_class = getattr(diffusers, config.scheduler, None)
     if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
         raise ValueError(f"scheduler {config.scheduler!r} is not a diffusers scheduler class")
