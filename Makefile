@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
+# The main job: drive the bundled learned world headless with the planner, write a video.
 demo: $(STAMP)
-	$(PY) -m occsim demo --out outputs/demo
+	SDL_VIDEODRIVER=dummy $(PY) -m occsim drive --headless --steps 10 --out outputs/drive
 
 test: $(STAMP)
 	$(PY) -m pytest -q

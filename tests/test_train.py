@@ -135,6 +135,8 @@ def test_both_stages_produce_a_loadable_pipeline(occ3d_root, tmp_path):
             "run.checkpoint_every=2",
             "run.validate_every=3",
             f"run.output_dir={tmp_path / 'dit'}",
+            f"latent_cache={tmp_path / 'latents.safetensors'}",
+            "segment_len=4",
         ],
     )
     folder = train_dit(config)
@@ -183,3 +185,30 @@ def test_dit_stage_resumes(occ3d_root, tmp_path):
     got = OccDiT.from_pretrained(resumed / "transformer").state_dict()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
+
+
+def test_latent_cache_windows_match_direct_encoding(occ3d_root, tmp_path):
+    import os
+
+    from occsim.data import Occ3DDataset
+    from occsim.train.latent_cache import load_or_build_cache
+
+    tokenizer = OccTokenizer.from_pretrained(
+        train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "tok"))
+    )
+    segments = Occ3DDataset(occ3d_root["root"], clip_len=4, stride=4, drop_short_scenes=True)
+    path = tmp_path / "latents.safetensors"
+    cache = load_or_build_cache(path, tokenizer, segments, "data-a")
+    assert len(cache) == len(segments) and cache.windows_per_segment(1) == 2
+    first = cache.window(tokenizer, torch.tensor([0, 1]), latent_frames=1)
+    item = segments[0]
+    with torch.no_grad():
+        direct = tokenizer.encode(torch.from_numpy(item["occupancy"][None, :2])).latents
+    assert torch.equal(first["latents"][:1], direct)  # causal: the segment's past is empty
+    torch.testing.assert_close(first["trajectory"][0], torch.from_numpy(item["trajectory"][:2]))
+    assert first["trajectory"][1, 0].abs().max() == 0  # each window in its own first frame
+    stamp = os.stat(path).st_mtime_ns
+    load_or_build_cache(path, tokenizer, segments, "data-a")
+    assert os.stat(path).st_mtime_ns == stamp  # reused, not rebuilt
+    load_or_build_cache(path, tokenizer, segments, "data-b")
+    assert os.stat(path).st_mtime_ns != stamp  # another dataset: rebuilt

@@ -34,7 +34,8 @@ from occsim.train.data import load_clips
 
 def tokenizer_digest(tokenizer: OccTokenizer) -> str:
     """Digest of a tokenizer's config and weights: a cache is only valid for one model."""
-    digest = hashlib.sha256(json.dumps(dict(tokenizer.config), sort_keys=True).encode())
+    config = {k: v for k, v in tokenizer.config.items() if not k.startswith("_")}  # not paths
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(tokenizer.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
