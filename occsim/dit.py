@@ -38,7 +38,7 @@ DIT_PRESETS: dict[str, dict] = {
         latent_size=(50, 50),
         patch_size=(1, 5, 5),
         trajectory_length=8,
-        hidden_size=128,
+        hidden_size=144,
         depth=4,
         num_heads=4,
     ),

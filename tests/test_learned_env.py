@@ -215,3 +215,18 @@ def test_kinematics_follow_waypoints():
     assert states[1].yaw == pytest.approx(np.pi / 2) and states[1].speed == pytest.approx(4.0)
     trajectory = window_trajectory([start, *states])
     np.testing.assert_allclose(trajectory[:, :2], [[0, 0], [2, 0], [4, 0]], atol=1e-6)
+
+
+def test_the_bundled_default_model_drives_out_of_the_box():
+    from occsim.assets import asset_path
+
+    folder = asset_path("default_model")
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 10 * 2**20  # "a few MB"
+    env = gym.make("occsim/OccSora-v0", num_inference_steps=2, map_seed=4, world_config=SMALL)
+    env.reset(seed=0)
+    assert env.unwrapped.pipe.transformer.dtype == torch.float32  # stored fp16, run fp32
+    occupancy = env.step(straight(6.0))[0]["occupancy"]
+    assert occupancy.shape == (4, 200, 200, 16) and occupancy.max() <= 17
+    # A trained world: ground under the ego and a plausible share of occupied voxels.
+    assert 0.05 < np.mean(occupancy != 17) < 0.6

@@ -1,0 +1,70 @@
+"""Agents compared over seeded episodes: collision rate, off-road rate, progress.
+
+Usage: python scripts/agent_table.py --world procedural --episodes 20 --steps 20
+Prints the markdown table recorded in BENCHMARKS.md. Episode i uses seed i for the env and
+the agent; an episode ends at termination or after --steps steps (2 s each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from occsim.agents import ConstantSpeedAgent, PlannerAgent, RandomAgent
+from occsim.drive import make_env
+
+
+def evaluate(env, agent, episodes: int, steps: int) -> dict[str, float]:
+    collisions = offroads = 0
+    progress = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=episode)
+        agent.reset(episode)
+        metres = 0.0
+        info: dict = {"collision": False, "offroad": False}
+        for _ in range(steps):
+            observation, _, terminated, truncated, info = env.step(agent.act(observation))
+            metres += info["rewards"]["progress"] / env.unwrapped.config.rewards.progress
+            if terminated or truncated:
+                break
+        collisions += bool(info["collision"])
+        offroads += bool(info["offroad"])
+        progress.append(metres)
+    return {
+        "collision": 100.0 * collisions / episodes,
+        "offroad": 100.0 * offroads / episodes,
+        "progress": float(np.mean(progress)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--world", choices=("learned", "procedural"), default="procedural")
+    parser.add_argument("--pipeline", help="world model folder (default: the bundled model)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    kwargs = {"pipeline_path": args.pipeline} if args.world == "learned" else {}
+    env = make_env(args.world, **kwargs)
+    frames = env.unwrapped.config.frames_per_step
+    agents = {
+        "planner (CEM)": PlannerAgent(frames=frames, seed=0),
+        "constant speed 8 m/s": ConstantSpeedAgent(8.0, frames=frames),
+        "random": RandomAgent(env.action_space, seed=0),
+    }
+    print(f"{args.world} world, {args.episodes} episodes of up to {args.steps} steps\n")
+    print("| agent | collision % | off-road % | progress (m) | wall (s) |\n|---|---|---|---|---|")
+    for name, agent in agents.items():
+        start = time.perf_counter()
+        row = evaluate(env, agent, args.episodes, args.steps)
+        print(
+            f"| {name} | {row['collision']:.0f} | {row['offroad']:.0f} | "
+            f"{row['progress']:.1f} | {time.perf_counter() - start:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Copy a trained pipeline into assets/default_model, weights stored in float16.
+
+Usage: python scripts/bundle_model.py runs/dit/pipeline [--out assets/default_model]
+The env loads it back in its configured dtype (float32 by default); float16 storage halves
+the wheel's size at no measurable cost for these small models. Written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from occsim.io import atomic_directory
+from occsim.pipeline import OccSoraPipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("pipeline", type=Path, help="OccSoraPipeline folder")
+    parser.add_argument("--out", type=Path, default=Path("assets/default_model"))
+    args = parser.parse_args()
+    pipe = OccSoraPipeline.from_pretrained(args.pipeline)
+    pipe.to(torch.float16)
+    with atomic_directory(args.out) as staging:
+        pipe.save_pretrained(staging)
+    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    print(f"bundled {args.pipeline} into {args.out} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
