@@ -154,6 +154,11 @@ class OccSoraEnv(ProceduralEnv):
         )
         return self.commit(frames, plan)
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The episode's diffusion noise source (seeded from ``self.np_random``)."""
+        return self._generator
+
     # The vector env batches the DiT across envs between these two halves of a step.
     def plan(self, action: Any) -> StepPlan:
         """Validate an action; the ego follows its waypoints exactly."""

@@ -21,7 +21,9 @@ class OccSoraVectorEnv(VectorEnv):
     """``num_envs`` learned worlds stepped together: the denoising loop runs once over the
     batch (the expensive part), each sub-env then decodes its own new frames with its own
     stream. Built by ``gym.make_vec("occsim/OccSora-v0", num_envs=N)``; next-step
-    autoreset, as gymnasium's ``SyncVectorEnv``. Sub-env ``i`` is seeded ``seed + i``.
+    autoreset, as gymnasium's ``SyncVectorEnv``. Sub-env ``i`` is seeded ``seed + i`` and
+    draws its noise from its own generator, so it matches a single env of that seed (up to
+    arg-max ties that batched float sums can flip).
     """
 
     metadata: ClassVar[dict] = {
@@ -53,13 +55,11 @@ class OccSoraVectorEnv(VectorEnv):
         self._observations = create_empty_array(self.single_observation_space, num_envs)
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._generator = torch.Generator()
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         seeds = [None] * self.num_envs
         if isinstance(seed, int):
             seeds = [seed + i for i in range(self.num_envs)]
-            self._generator.manual_seed(seed)
         elif seed is not None:
             if len(seed) != self.num_envs:
                 raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
@@ -107,7 +107,7 @@ class OccSoraVectorEnv(VectorEnv):
             context=torch.cat([env.learned.latents for env in envs]),
             num_inference_steps=self.config.num_inference_steps,
             guidance_scale=self.config.guidance_scale,
-            generator=self._generator,
+            generator=[env.generator for env in envs],
             output_type="latent",
         )
         results = []

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
 
 from occsim.dit import OccDiT
 from occsim.tokenizer import OccTokenizer, StreamCache
@@ -105,7 +106,7 @@ class OccSoraPipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         strength: float = 1.0,
         latents: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "occupancy",
         decode_cache: StreamCache | None = None,
     ) -> OccSoraPipelineOutput:
@@ -121,7 +122,8 @@ class OccSoraPipeline(DiffusionPipeline):
             strength: denoising ratio (paper Table 4); below 1 the loop starts from
                 ``latents`` noised to that level instead of pure noise.
             latents: ``(B, C, t - k, h, w)`` tokenizer latents to start from (``strength``).
-            generator: random source of the initial noise and stochastic solvers.
+            generator: random source of the initial noise and stochastic solvers; a list
+                gives each trajectory its own (as the vector env does).
             output_type: ``"occupancy"`` (decoded, uint8) or ``"latent"``.
             decode_cache: a :class:`StreamCache` to decode a stream window after window.
         """
@@ -140,7 +142,10 @@ class OccSoraPipeline(DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        noise = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} trajectories")
+        # One generator per sample makes a sample independent of the rest of the batch.
+        noise = randn_tensor(shape, generator=generator, dtype=dtype).to(device)
         if strength < 1.0:
             start = len(timesteps) - max(round(num_inference_steps * strength), 1)
             timesteps = timesteps[start:]
