@@ -17,7 +17,7 @@ from occsim.drive import make_env
 
 
 def evaluate(env, agent, episodes: int, steps: int) -> dict[str, float]:
-    collisions = offroads = 0
+    collisions = offroads = failures = 0
     progress = []
     for episode in range(episodes):
         observation, _ = env.reset(seed=episode)
@@ -31,10 +31,12 @@ def evaluate(env, agent, episodes: int, steps: int) -> dict[str, float]:
                 break
         collisions += bool(info["collision"])
         offroads += bool(info["offroad"])
+        failures += bool(info["collision"] or info["offroad"])
         progress.append(metres)
     return {
         "collision": 100.0 * collisions / episodes,
         "offroad": 100.0 * offroads / episodes,
+        "failure": 100.0 * failures / episodes,
         "progress": float(np.mean(progress)),
     }
 
@@ -55,12 +57,13 @@ def main() -> None:
         "random": RandomAgent(env.action_space, seed=0),
     }
     print(f"{args.world} world, {args.episodes} episodes of up to {args.steps} steps\n")
-    print("| agent | collision % | off-road % | progress (m) | wall (s) |\n|---|---|---|---|---|")
+    print("| agent | collision % | off-road % | either % | progress (m) | wall (s) |")
+    print("|---|---|---|---|---|---|")
     for name, agent in agents.items():
         start = time.perf_counter()
         row = evaluate(env, agent, args.episodes, args.steps)
         print(
-            f"| {name} | {row['collision']:.0f} | {row['offroad']:.0f} | "
+            f"| {name} | {row['collision']:.0f} | {row['offroad']:.0f} | {row['failure']:.0f} | "
             f"{row['progress']:.1f} | {time.perf_counter() - start:.0f} |",
             flush=True,
         )

@@ -1,6 +1,6 @@
-"""Soak and latency of ``occsim/Procedural-v0``: step time percentiles and RSS growth.
+"""Soak and latency of an occsim env: step time percentiles and RSS growth.
 
-Usage: python scripts/bench_env.py [--steps 500]
+Usage: python scripts/bench_env.py [--steps 500] [--env occsim/OccSora-v0]
 Drives at constant speed with a reset every 25 steps (and on termination); prints p50/p95
 step latency and resident memory after warm-up and at the end.
 """
@@ -27,8 +27,9 @@ def rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--env", default="occsim/Procedural-v0")
     args = parser.parse_args()
-    env = gym.make("occsim/Procedural-v0", map_seed=0)
+    env = gym.make(args.env, map_seed=0)
     action = np.stack([np.arange(1, 5) * 0.2, np.zeros(4)], axis=1).astype(np.float32)
     env.reset(seed=0)
     times, resets = [], 0
@@ -40,14 +41,17 @@ def main() -> None:
         if terminated or truncated or (step + 1) % 25 == 0:
             env.reset(seed=step)
             resets += 1
-        if step == 49:
+        if step == min(49, args.steps // 4):
             start_rss = rss_mib()
     end_rss = rss_mib()
     p50, p95 = np.percentile(times, [50, 95]) * 1e3
     print("| measure | value |\n|---|---|")
     print(f"| steps / resets | {args.steps} / {resets} |")
     print(f"| step latency p50 / p95 (4 frames = 2 s of world) | {p50:.0f} / {p95:.0f} ms |")
-    print(f"| RSS after 50 steps -> after {args.steps} | {start_rss:.0f} -> {end_rss:.0f} MiB |")
+    warm = min(50, args.steps // 4 + 1)
+    print(
+        f"| RSS after {warm} steps -> after {args.steps} | {start_rss:.0f} -> {end_rss:.0f} MiB |"
+    )
 
 
 if __name__ == "__main__":
