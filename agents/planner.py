@@ -37,7 +37,7 @@ class PlannerCosts:
     Attributes:
         collision: per pose whose box overlaps an obstacle voxel.
         offroad: per pose with no driveable cell under its box.
-        progress: per metre forward (negative: progress is rewarded).
+        progress: per metre of path driven in the step (negative: progress is rewarded).
         effort: per unit of squared normalised control.
         target_speed: m/s above which progress earns nothing more (keep the step's distance
             within the action's reach, ``action_scale[0]``).
@@ -107,9 +107,9 @@ class PlannerAgent:
     Each candidate is turned into waypoints by a kinematic bicycle, then scored by the
     collision, off-road and progress costs of its poses (plus a look-ahead of
     ``lookahead`` frames), judged against either the last observed frame (``scorer=
-    "occupancy"``, assumes the scene holds still over the horizon) or the frames the world
-    model generates for each candidate (``scorer="world_model"``: candidates are rolled
-    through the env's pipeline as one batch; pass ``env``).
+    "occupancy"``: the scene is taken as still, moving agents grown by a margin) or the
+    frames the world model generates for each candidate (``scorer="world_model"``:
+    candidates are rolled through the env's pipeline as one batch; pass ``env``).
     """
 
     def __init__(

@@ -34,13 +34,14 @@ def window_trajectory(states: list[EgoState]) -> np.ndarray:
 
 
 def states_from_trajectory(trajectory: np.ndarray) -> list[EgoState]:
-    """Ego states of a ``(T, 2|3)`` trajectory given in its own first frame."""
+    """Ego states of a ``(T, 2|3)`` trajectory given in its own first frame; without a yaw
+    column the heading follows the direction of motion (the first pose takes the second's)."""
     trajectory = np.asarray(trajectory, dtype=np.float64)
-    start = EgoState(0.0, 0.0, 0.0, 0.0)
+    motion = np.diff(trajectory[:, :2], axis=0)
+    speeds = np.hypot(motion[:, 0], motion[:, 1]) / FRAME_DT
+    speeds = np.r_[speeds[:1], speeds] if len(speeds) else np.zeros(1)
     if trajectory.shape[1] == 2:
-        states = [start, *follow_waypoints(start, trajectory[1:])]
-        states[0] = EgoState(0.0, 0.0, states[1].yaw if len(states) > 1 else 0.0, states[1].speed)
-        return states
-    speeds = np.r_[0.0, np.hypot(*np.diff(trajectory[:, :2], axis=0).T) / FRAME_DT]
-    speeds[0] = speeds[1] if len(speeds) > 1 else 0.0
+        yaws = np.arctan2(motion[:, 1], motion[:, 0])
+        yaws = np.r_[yaws[:1], yaws] if len(yaws) else np.zeros(1)
+        trajectory = np.c_[trajectory, yaws]
     return [EgoState(*map(float, pose), float(v)) for pose, v in zip(trajectory, speeds)]

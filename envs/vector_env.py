@@ -89,7 +89,7 @@ class OccSoraVectorEnv(VectorEnv):
             infos = self._add_info(infos, info, int(i))
             self._elapsed[i] = 0
         if moving:
-            results = self._step_together(moving, actions)
+            results = self.step_batch(moving, actions)
             for i, (observation, reward, term, _, info) in zip(moving, results):
                 self._elapsed[i] += 1
                 observations[i], rewards[i], terminated[i] = observation, reward, term
@@ -99,7 +99,9 @@ class OccSoraVectorEnv(VectorEnv):
         self._autoreset = terminated | truncated
         return self._batch(observations), rewards, terminated, truncated, infos
 
-    def _step_together(self, indices: list[int], actions: np.ndarray) -> list[tuple]:
+    def step_batch(self, indices: list[int], actions: np.ndarray) -> list[tuple]:
+        """Step the sub-envs ``indices`` with their rows of ``actions`` through one DiT call
+        (no autoreset); returns each env's step tuple."""
         envs = [self.envs[i] for i in indices]
         plans = [env.plan(actions[i]) for env, i in zip(envs, indices)]
         out = self.pipe(

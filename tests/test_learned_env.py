@@ -235,3 +235,15 @@ def test_the_bundled_default_model_drives_out_of_the_box():
     assert env.unwrapped.pipe.transformer.dtype == torch.float32  # stored fp16, run fp32
     occupancy = env.step(straight(6.0))[0]["occupancy"]
     assert occupancy.shape == (4, 200, 200, 16) and occupancy.max() <= 17
+
+
+def test_planner_can_score_candidates_in_the_world_model(env):
+    from occsim.agents import PlannerAgent
+
+    observation, _ = env.reset(seed=0)
+    planner = PlannerAgent(population=3, elites=1, iterations=1, scorer="world_model", env=env)
+    action = planner.act(observation)
+    assert action.shape == (4, 2) and np.all(np.abs(action) <= 1)
+    assert planner.last_plan.shape == (4, 2)
+    with pytest.raises(ValueError, match="needs the OccSora env"):
+        PlannerAgent(scorer="world_model")

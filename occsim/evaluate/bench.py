@@ -50,10 +50,10 @@ def run_bench(
     vector.reset(seed=seed)
     actions = np.stack([agent.act(observation)] * batch)
     everyone = list(range(batch))
-    vector._step_together(everyone, actions)  # warm-up of the batched shapes
+    vector.step_batch(everyone, actions)  # warm-up of the batched shapes
     start = time.perf_counter()
     for _ in range(2):
-        vector._step_together(everyone, actions)
+        vector.step_batch(everyone, actions)
     batched = (time.perf_counter() - start) / 2
     singles = [OccSoraEnv(pipeline=pipe, **env_kwargs) for _ in range(batch)]
     for i, single in enumerate(singles):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 from tqdm import tqdm
 
 from occsim.metrics import OccupancyMetrics, OccupancyScores
@@ -31,8 +30,3 @@ def closed_loop_agreement(
             if exact_done or exact_cut or learned_done or learned_cut:
                 break
     return [metrics.compute() for metrics in per_step if metrics.confusion.sum() > 0]
-
-
-def mean_finite(values: list[float]) -> float:
-    finite = [v for v in values if not np.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from occsim.labels import CLASS_NAMES, FREE_ID, PALETTE
@@ -15,8 +13,7 @@ TEXT_COLOR = (235, 235, 235)
 
 
 def _font(size: int):
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    import pygame
+    import pygame  # fonts need no display
 
     if not pygame.font.get_init():
         pygame.font.init()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from occsim.metrics import OccupancyMetrics
+from occsim.evaluate.recon import evaluate_reconstruction
 from occsim.render import render_bev
 from occsim.tokenizer import OccTokenizer, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint
@@ -24,18 +24,11 @@ from occsim.train.loop import (
 )
 
 
-def evaluate_tokenizer(model: OccTokenizer, dataset, batch_size: int = 2) -> dict[str, float]:
-    """Reconstruction IoU / mIoU (Occ3D convention) over a whole dataset."""
-    metrics = OccupancyMetrics()
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            indices = torch.arange(start, min(start + batch_size, len(dataset)))
-            occupancy = load_clips(dataset, indices)["occupancy"].to(model.device)
-            reconstruction = model.reconstruct(occupancy)
-            metrics.update(reconstruction.cpu().numpy(), occupancy.cpu().numpy().astype(np.uint8))
+def evaluate_tokenizer(model: OccTokenizer, dataset) -> dict[str, float]:
+    """Reconstruction IoU / mIoU (Occ3D convention) over a whole dataset, flattened for
+    logging; the model is left in training mode."""
+    scores = evaluate_reconstruction(model, dataset, progress=False)
     model.train()
-    scores = metrics.compute()
     return {
         "iou": scores.iou,
         "miou": scores.miou,
