@@ -1,9 +1,11 @@
 """The DiT training objective on top of a diffusers scheduler.
 
-The scheduler does all the forward-process maths (``add_noise``, its ``alphas_cumprod``
-and ``betas``); this module only adds the loss terms of improved DDPM / DiT: epsilon MSE,
-and with a learned variance the variational-bound term, whose mean part is frozen so that
-it trains the variance alone. OccSora trains ``L_simple`` first, then the full loss.
+The scheduler does all the forward-process maths (``add_noise``, ``get_velocity``, its
+``alphas_cumprod`` and ``betas``); this module only adds the loss terms of improved DDPM /
+DiT: the MSE of the scheduler's ``prediction_type`` target (noise as in the paper, the clean
+sample, or velocity), and with a learned variance the variational-bound term, whose mean part
+is frozen so that it trains the variance alone. OccSora trains ``L_simple`` first, then the
+full loss.
 """
 
 from __future__ import annotations
@@ -15,14 +17,28 @@ from diffusers import DDPMScheduler
 
 from occsim.dit import OccDiT
 
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
-def make_training_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
-    """The DDPM scheduler the DiT is trained with (linear betas, learned-range variance)."""
+
+def make_training_scheduler(
+    num_train_timesteps: int = 1000, prediction_type: str = "epsilon"
+) -> DDPMScheduler:
+    """The DDPM scheduler the DiT is trained with (linear betas, learned-range variance).
+
+    ``prediction_type`` is what the DiT outputs: ``epsilon`` (the paper), ``sample`` (the
+    clean latent) or ``v_prediction``. It travels in the scheduler config, so every solver
+    built with ``from_config`` reads the DiT's output the same way.
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+        )
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule="linear",
         variance_type="learned_range",
         clip_sample=False,
+        prediction_type=prediction_type,
     )
 
 
@@ -41,18 +57,32 @@ def _gather(values: torch.Tensor, timesteps: torch.Tensor, ndim: int) -> torch.T
     return values.to(timesteps.device)[timesteps].float().view(-1, *([1] * (ndim - 1)))
 
 
+def predicted_sample(
+    scheduler: DDPMScheduler, prediction: torch.Tensor, xt: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """The clean sample implied by a model ``prediction`` of the scheduler's type."""
+    abar = _gather(scheduler.alphas_cumprod.to(xt.device).float(), timesteps, xt.ndim)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (xt - (1.0 - abar).sqrt() * prediction) / abar.sqrt()
+    if kind == "v_prediction":
+        return abar.sqrt() * xt - (1.0 - abar).sqrt() * prediction
+    return prediction
+
+
 def variational_bound(
     scheduler: DDPMScheduler,
     x0: torch.Tensor,
     xt: torch.Tensor,
     timesteps: torch.Tensor,
-    eps: torch.Tensor,
+    x0_pred: torch.Tensor,
     variance_values: torch.Tensor,
 ) -> torch.Tensor:
     """Per-element VLB term (bits) of ``p(x_{t-1} | x_t)`` with a learned-range variance.
 
-    ``eps`` should be detached: the term then trains only the variance (improved DDPM).
-    At ``t = 0`` it is the Gaussian negative log-likelihood of ``x0``.
+    ``x0_pred`` (the model's clean sample) should be detached: the term then trains only
+    the variance (improved DDPM). At ``t = 0`` it is the Gaussian negative log-likelihood
+    of ``x0``.
     """
     ndim = x0.ndim
     alphas_cumprod = scheduler.alphas_cumprod.to(x0.device).float()
@@ -69,7 +99,6 @@ def variational_bound(
     coef_x0 = beta_t * abar_prev.sqrt() / (1.0 - abar_t)
     coef_xt = (1.0 - abar_prev) * (1.0 - beta_t).sqrt() / (1.0 - abar_t)
     true_mean = coef_x0 * x0 + coef_xt * xt
-    x0_pred = (xt - (1.0 - abar_t).sqrt() * eps) / abar_t.sqrt()
     model_mean = coef_x0 * x0_pred + coef_xt * xt
     fraction = (variance_values + 1.0) / 2.0
     model_log = fraction * max_log + (1.0 - fraction) * min_log
@@ -90,7 +119,8 @@ def diffusion_losses(
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one DiT training step on normalised latents ``(B, C, t, h, w)``.
 
-    Context frames stay clean and carry no loss. Returns ``mse``, ``vlb`` (zero when
+    The MSE target is the scheduler's ``prediction_type``. Context frames stay clean and
+    carry no loss. Returns ``mse``, ``vlb`` (zero when
     ``use_vlb`` is false or the model has no learned variance) and their sum ``total``.
     """
     b, c, t = latents.shape[:3]
@@ -105,14 +135,22 @@ def diffusion_losses(
     frame_context = context_mask[:, None, :, None, None]
     noisy = torch.where(frame_context, latents, noisy)
     output = model(noisy, timesteps, trajectory, context_mask, drop_trajectory)
-    eps = output[:, :c]
+    prediction = output[:, :c]
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "sample":
+        target = latents
+    else:
+        target = scheduler.get_velocity(latents, noise, timesteps)
     weight = (~frame_context).float().expand_as(latents)
     denominator = weight.sum().clamp(min=1.0)
-    mse = ((eps - noise) ** 2 * weight).sum() / denominator
+    mse = ((prediction - target) ** 2 * weight).sum() / denominator
     vlb = mse.new_zeros(())
     if use_vlb and model.config.learn_sigma:
+        x0_pred = predicted_sample(scheduler, prediction.detach(), noisy, timesteps)
         vlb_elements = variational_bound(
-            scheduler, latents, noisy, timesteps, eps.detach(), output[:, c:]
+            scheduler, latents, noisy, timesteps, x0_pred, output[:, c:]
         )
         vlb = (vlb_elements * weight).sum() / denominator
     return {"mse": mse, "vlb": vlb, "total": mse + vlb}

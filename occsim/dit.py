@@ -5,6 +5,11 @@ comments in ``forward``, size presets in a small dict. Beyond the paper, latent 
 be given clean as *context* (marked by a learned flag embedding) so that one model both
 generates a clip from noise and continues a given history, and the trajectory can be
 replaced by a learned *null* embedding, which makes classifier-free guidance work.
+
+With ``context_prior`` (for ``prediction_type="sample"``), the last context frame warped
+by the window's ego motion (:mod:`occsim.latent_warp`) is both an extra input of every token
+and the baseline of the predicted clean latent: the trunk only adds what a static world
+moved by the ego would not explain.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
+
+from occsim.latent_warp import motion_prior
 
 DIT_PRESETS: dict[str, dict] = {
     # The paper's latent 128x4x25x25 (32 frames), DiT-XL-sized trunk of 28 blocks.
@@ -181,6 +188,11 @@ class OccDiT(ModelMixin, ConfigMixin):
         trajectory_scale: metres that map to 1 at the trajectory MLP's input.
         latent_scale, latent_shift: normalisation of the tokenizer latents measured on the
             data (``(z - shift) * scale`` is what is diffused).
+        context_prior: add the ego-motion-warped last context frame to the input and to the
+            first ``latent_channels`` outputs; only meaningful when the model predicts the
+            clean sample. It follows the given trajectory in both guidance passes, like
+            the context itself; the null trajectory drops the embedding only.
+        grid_half_extent: metres from the ego to the grid's edge (Occ3D: 40), for the warp.
     """
 
     @register_to_config
@@ -199,6 +211,8 @@ class OccDiT(ModelMixin, ConfigMixin):
         trajectory_scale: float = 20.0,
         latent_scale: float = 1.0,
         latent_shift: float = 0.0,
+        context_prior: bool = False,
+        grid_half_extent: float = 40.0,
     ) -> None:
         super().__init__()
         pt, ph, pw = patch_size
@@ -208,8 +222,14 @@ class OccDiT(ModelMixin, ConfigMixin):
                 f"latent {(latent_frames, h, w)} is not divisible by patch size {tuple(patch_size)}"
             )
         self.out_channels = latent_channels * (2 if learn_sigma else 1)
+        if trajectory_length % latent_frames:
+            raise ValueError(
+                f"trajectory_length {trajectory_length} must be a multiple of latent_frames "
+                f"{latent_frames} (frames per latent frame)"
+            )
         self.token_grid = (latent_frames // pt, h // ph, w // pw)
-        self.x_embedder = nn.Linear(latent_channels * pt * ph * pw, hidden_size)
+        in_channels = latent_channels * (2 if context_prior else 1)
+        self.x_embedder = nn.Linear(in_channels * pt * ph * pw, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = TrajectoryEmbedder(trajectory_length, hidden_size, trajectory_scale)
         self.context_embed = nn.Parameter(torch.zeros(hidden_size))
@@ -269,7 +289,9 @@ class OccDiT(ModelMixin, ConfigMixin):
             drop_trajectory: ``(B,)`` bool, True where the null trajectory is used.
 
         Returns:
-            ``(B, out_channels, t, h, w)``: noise, then variance values if ``learn_sigma``.
+            ``(B, out_channels, t, h, w)``: the prediction (noise, or the clean sample with
+            ``context_prior``; the scheduler's ``prediction_type``), then variance values
+            if ``learn_sigma``.
         """
         b, _, t, h, w = latents.shape
         pt, ph, pw = self.config.patch_size
@@ -284,9 +306,17 @@ class OccDiT(ModelMixin, ConfigMixin):
             context_mask = torch.zeros(b, t, dtype=torch.bool, device=latents.device)
         if drop_trajectory is None:
             drop_trajectory = torch.zeros(b, dtype=torch.bool, device=latents.device)
-        tokens = rearrange(
-            latents, "b c (t i) (h j) (w k) -> b (t h w) (c i j k)", i=pt, j=ph, k=pw
-        )
+        inputs, prior = latents, None
+        if self.config.context_prior:
+            prior = motion_prior(
+                latents,
+                context_mask,
+                trajectory,
+                self.config.trajectory_length // t,
+                self.config.grid_half_extent,
+            )
+            inputs = torch.cat([latents, prior], dim=1)
+        tokens = rearrange(inputs, "b c (t i) (h j) (w k) -> b (t h w) (c i j k)", i=pt, j=ph, k=pw)
         x = self.x_embedder(tokens) + self.pos_embed  # (B, N, D)
         # A token is context when all latent frames of its patch are.
         token_context = context_mask.view(b, t // pt, pt).all(-1)  # (B, t')
@@ -296,7 +326,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         for block in self.blocks:
             x = block(x, c)
         x = self.final_layer(x, c)  # (B, N, patch * out_channels)
-        return rearrange(
+        out = rearrange(
             x,
             "b (t h w) (c i j k) -> b c (t i) (h j) (w k)",
             t=t // pt,
@@ -306,3 +336,7 @@ class OccDiT(ModelMixin, ConfigMixin):
             j=ph,
             k=pw,
         )
+        if prior is None:
+            return out
+        channels = self.config.latent_channels
+        return torch.cat([out[:, :channels] + prior, out[:, channels:]], dim=1)

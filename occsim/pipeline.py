@@ -109,6 +109,7 @@ class OccSoraPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "occupancy",
         decode_cache: StreamCache | None = None,
+        snap_to_codebook: bool = True,
     ) -> OccSoraPipelineOutput:
         """Generate the frames of one window that follow ``context``.
 
@@ -126,6 +127,8 @@ class OccSoraPipeline(DiffusionPipeline):
                 gives each trajectory its own (as the vector env does).
             output_type: ``"occupancy"`` (decoded, uint8) or ``"latent"``.
             decode_cache: a :class:`StreamCache` to decode a stream window after window.
+            snap_to_codebook: replace each generated latent vector by its nearest code, the
+                only latents the tokenizer's decoder has seen in training.
         """
         if output_type not in ("occupancy", "latent"):
             raise ValueError(f"output_type must be 'occupancy' or 'latent', got {output_type!r}")
@@ -165,7 +168,7 @@ class OccSoraPipeline(DiffusionPipeline):
         pass_mask = context_mask.repeat(passes, 1)
         pass_trajectory = trajectory.repeat(passes, 1, 1)
         # Only DDPM's step samples with the predicted variance; the other solvers need the
-        # noise alone (DPM-Solver's learned-variance branch even assumes 3-channel images),
+        # prediction alone (DPM-Solver's learned-variance branch even assumes 3-channel images),
         # so a learned variance type inherited through from_config is switched off there.
         learned_variance = self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
         if learned_variance and not isinstance(self.scheduler, DDPMScheduler):
@@ -187,15 +190,17 @@ class OccSoraPipeline(DiffusionPipeline):
             output = output[:, :, num_context:]
             if guided:
                 conditional, unconditional = output.chunk(2)
-                eps = unconditional[:, :channels] + guidance_scale * (
+                prediction = unconditional[:, :channels] + guidance_scale * (
                     conditional[:, :channels] - unconditional[:, :channels]
                 )
-                output = torch.cat([eps, conditional[:, channels:]], dim=1)
+                output = torch.cat([prediction, conditional[:, channels:]], dim=1)
             if not learned_variance:
                 output = output[:, :channels]
             x = self.scheduler.step(output, t, x, **step_kwargs).prev_sample
 
         generated = self.denormalize(x)
+        if snap_to_codebook:
+            generated = self.tokenizer.quantizer.snap(generated)
         occupancy = None
         if output_type == "occupancy":
             occupancy = self.tokenizer.decode_classes(generated, decode_cache).cpu().numpy()

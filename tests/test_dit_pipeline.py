@@ -10,7 +10,12 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from occsim.diffusion import diffusion_losses, make_training_scheduler, variational_bound
+from occsim.diffusion import (
+    diffusion_losses,
+    make_training_scheduler,
+    predicted_sample,
+    variational_bound,
+)
 from occsim.dit import OccDiT
 from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
@@ -157,12 +162,28 @@ def test_losses_and_variational_bound():
     assert model.y_embedder.mlp[0].weight.grad is not None
     simple = diffusion_losses(model, scheduler, latents, torch.randn(2, 4, 2), use_vlb=False)
     assert simple["vlb"] == 0
-    # The bound is smallest when the predicted noise is the true one and the variance is
+    # The bound is smallest when the predicted sample is the true one and the variance is
     # the true posterior's (variance value -1 is the lower end of the learned range).
     x0 = torch.randn(1, 8, 2, 10, 10)
     noise = torch.randn_like(x0)
     t = torch.tensor([500])
     xt = scheduler.add_noise(x0, noise, t)
-    exact = variational_bound(scheduler, x0, xt, t, noise, -torch.ones_like(x0)).mean()
-    wrong = variational_bound(scheduler, x0, xt, t, noise + 0.5, torch.ones_like(x0)).mean()
+    exact = variational_bound(scheduler, x0, xt, t, x0, -torch.ones_like(x0)).mean()
+    wrong = variational_bound(scheduler, x0, xt, t, x0 + 0.5, torch.ones_like(x0)).mean()
     assert exact.abs() < 1e-4 < wrong
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_prediction_types_recover_the_clean_sample(kind):
+    """Each target, fed back as the prediction, gives the clean sample back."""
+    scheduler = make_training_scheduler(prediction_type=kind)
+    x0 = torch.randn(2, 8, 2, 10, 10)
+    noise = torch.randn_like(x0)
+    t = torch.tensor([10, 900])
+    xt = scheduler.add_noise(x0, noise, t)
+    target = {"epsilon": noise, "sample": x0}.get(kind)
+    if target is None:
+        target = scheduler.get_velocity(x0, noise, t)
+    torch.testing.assert_close(predicted_sample(scheduler, target, xt, t), x0, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        make_training_scheduler(prediction_type="noise")

@@ -1,4 +1,4 @@
-"""``occsim eval recon|forecast|closed-loop`` and ``occsim bench``."""
+"""``occsim eval recon|forecast|adherence|closed-loop`` and ``occsim bench``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,37 @@ def _forecast(args: argparse.Namespace) -> None:
             ["horizon", "IoU", "mIoU"],
             rows,
             {"data": args.data, "clips": args.clips},
+        ),
+        args,
+    )
+
+
+def _adherence(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from occsim.data import ProceduralClips
+    from occsim.evaluate.adherence import ADHERENCE_MANEUVERS, evaluate_adherence
+    from occsim.evaluate.report import Report
+
+    if args.data != "procedural":
+        raise SystemExit("eval adherence drives scripted manoeuvres: only --data procedural")
+    pipe = _pipeline(args)
+    window = pipe.transformer.config.trajectory_length
+    datasets = {
+        maneuver: ProceduralClips(
+            args.clips, clip_len=window, seed=args.data_seed, maneuvers=(maneuver,)
+        )
+        for maneuver in ADHERENCE_MANEUVERS
+    }
+    rows = evaluate_adherence(pipe, datasets, args.clips, args.solver_steps, args.guidance)
+    columns = ["maneuver", "clips", "ade", "fde", "truth_ade", "truth_fde", "failed"]
+    _finish(
+        Report(
+            "eval:adherence",
+            "Trajectory adherence (ego motion registered from generated occupancy, metres)",
+            columns,
+            [asdict(row) for row in rows],
+            {"data_seed": args.data_seed, "clips_per_maneuver": args.clips},
         ),
         args,
     )
@@ -144,6 +175,7 @@ def add_commands(commands) -> None:
     for name, handler, help_text, clips, steps in (
         ("recon", _recon, "tokenizer reconstruction IoU/mIoU per class", 16, 0),
         ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 8, 0),
+        ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
         ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 4, 5),
     ):
         parser = kinds.add_parser(name, help=help_text)

@@ -87,6 +87,14 @@ class VectorQuantizer(nn.Module):
         codes = F.embedding(indices, self.embedding)  # (B, G, t, h, w, d)
         return rearrange(codes, "b g t h w d -> b (g d) t h w")
 
+    @torch.no_grad()
+    def snap(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, t, h, w)`` replaced by their nearest codes (no codebook update)."""
+        b, _, t, h, w = z.shape
+        indices = self.nearest(self._split(z.float()))
+        indices = rearrange(indices, "(b t h w g) -> b g t h w", b=b, t=t, h=h, w=w)
+        return self.lookup(indices).to(z.dtype)
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         b, _, t, h, w = z.shape
         flat = self._split(z.float())

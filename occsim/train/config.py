@@ -121,6 +121,9 @@ class DiTTrainConfig:
     """Probability of replacing the trajectory by the null embedding (for guidance)."""
     vlb_from_step: int = 0
     """Step from which the variational-bound term is added (before it: L_simple only)."""
+    prediction_type: str = "epsilon"
+    """What the DiT predicts: ``epsilon`` (the paper), ``sample`` or ``v_prediction``;
+    saved in the pipeline's scheduler config."""
     latent_cache: str = ""
     """Latent cache file (``safetensors``, see ``occsim.train.latent_cache``), built on
     first use and rebuilt when the tokenizer or data change; empty: encode on the fly."""

@@ -65,6 +65,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     run_dir = Path(config.run.output_dir)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
+    noise_scheduler = make_training_scheduler(prediction_type=config.prediction_type)
     train_set, val_set = build_datasets(config.data)
     tokenizer_path = Path(config.tokenizer)
     if not (tokenizer_path / "config.json").is_file():
@@ -80,6 +81,11 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     else:
         state = None
         model = _build_model(config, tokenizer, train_set)
+    if model.config.context_prior and config.prediction_type != "sample":
+        raise ValueError(
+            "a DiT with context_prior predicts the clean latent: set prediction_type=sample "
+            f"(got {config.prediction_type!r})"
+        )
     ema = EMAModel(model.parameters(), decay=config.ema_decay)
     optimizer, lr_schedule = make_optimizer(model, config.optim, state)
     start_step = 0
@@ -89,7 +95,6 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     tokenizer.to(accelerator.device)
     accelerator.init_trackers("dit", config=flat_config(config_to_dict(config)))
-    noise_scheduler = make_training_scheduler()
     unwrapped = accelerator.unwrap_model(model)
     frames = unwrapped.config.latent_frames
     cache = _latent_cache(config, tokenizer, accelerator) if config.latent_cache else None
@@ -157,7 +162,9 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
         if accelerator.is_main_process and is_due(
             done, config.run.validate_every, config.optim.max_steps
         ):
-            scores = evaluate_forecast(_ema_pipeline(tokenizer, unwrapped, ema), val_set)
+            scores = evaluate_forecast(
+                _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler), val_set
+            )
             accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=done)
         if is_due(done, config.run.checkpoint_every, config.optim.max_steps):
             checkpoint(
@@ -172,7 +179,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     accelerator.wait_for_everyone()
     final = run_dir / "pipeline"
     if accelerator.is_main_process:
-        _ema_pipeline(tokenizer, unwrapped, ema).save_pretrained(final)
+        _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler).save_pretrained(final)
     accelerator.end_training()
     return final
 
@@ -194,11 +201,14 @@ def _latent_cache(config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator) 
     return load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest)
 
 
-def _ema_pipeline(tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel) -> OccSoraPipeline:
-    """A pipeline whose transformer holds the EMA weights (the training model is untouched)."""
+def _ema_pipeline(
+    tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel, scheduler
+) -> OccSoraPipeline:
+    """A pipeline whose transformer holds the EMA weights (the training model is untouched)
+    and a fresh copy of the training scheduler."""
     averaged = copy.deepcopy(model).eval()
     ema.copy_to(averaged.parameters())
-    pipe = OccSoraPipeline(tokenizer, averaged, make_training_scheduler())
+    pipe = OccSoraPipeline(tokenizer, averaged, type(scheduler).from_config(scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
