@@ -247,3 +247,38 @@ def test_planner_can_score_candidates_in_the_world_model(env):
     assert planner.last_plan.shape == (4, 2)
     with pytest.raises(ValueError, match="needs the OccSora env"):
         PlannerAgent(scorer="world_model")
+
+
+def test_the_bundled_world_continues_from_step_to_step():
+    """Static voxels of consecutive steps agree after ego-motion compensation: the exact
+    world sets the ceiling (1.0), frames of an unrelated episode set chance, and the
+    bundled model must close at least half of that gap on every step."""
+    from occsim.consistency import static_agreement
+
+    def last_frames(name: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        env = gym.make(name, map_seed=4, world_config=SMALL)
+        observation, info = env.reset(seed=seed)
+        frames = [(observation["occupancy"][-1], info["ego_pose"])]
+        for _ in range(3):
+            observation, _, terminated, truncated, info = env.step(straight(6.0))
+            frames.append((observation["occupancy"][-1], info["ego_pose"]))
+            if terminated or truncated:
+                break
+        return frames
+
+    exact = last_frames("occsim/Procedural-v0", 0)
+    learned = last_frames("occsim/OccSora-v0", 0)
+    unrelated = last_frames("occsim/Procedural-v0", 50)
+    pairs = min(len(exact), len(learned), len(unrelated)) - 1
+    assert pairs >= 2
+    for k in range(pairs):
+        ceiling = static_agreement(
+            exact[k][0], exact[k + 1][0], exact[k][1], exact[k + 1][1], tolerance=1
+        )
+        chance = static_agreement(
+            unrelated[k][0], exact[k + 1][0], exact[k][1], exact[k + 1][1], tolerance=1
+        )
+        agreement = static_agreement(
+            learned[k][0], learned[k + 1][0], learned[k][1], learned[k + 1][1], tolerance=1
+        )
+        assert agreement >= chance + 0.5 * (ceiling - chance), (k, agreement, chance, ceiling)
