@@ -178,3 +178,52 @@ def test_adherence_on_a_tiny_model(tiny_pipeline_path):
     for row in rows:
         assert row.clips == 1 and row.truth_ade < 1.0
         assert row.failed == 1 or row.ade >= 0.0
+
+
+def test_frechet_distance_and_class_divergence_hand_cases():
+    from occsim.evaluate.generate import class_frequencies, frechet_distance, js_divergence
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means 2 apart along one axis: the distance is 2^2.
+    assert frechet_distance(a, a + np.array([2.0, 0.0, 0.0])) == pytest.approx(4.0, abs=1e-6)
+    # 1-D: (mu_a - mu_b)^2 + (sigma_a - sigma_b)^2 for Gaussians of std 1 and 3.
+    one = rng.normal(size=(200_000, 1))
+    assert frechet_distance(one, 3.0 * one) == pytest.approx(4.0, rel=0.01)
+    with pytest.raises(ValueError, match="features"):
+        frechet_distance(a, a[:, :2])
+    p = class_frequencies(np.array([0, 0, 17, 17], dtype=np.uint8))
+    assert p[0] == p[17] == 0.5 and p.sum() == pytest.approx(1.0)
+    assert js_divergence(p, p) == 0.0
+    q = class_frequencies(np.array([1, 1, 2, 2], dtype=np.uint8))
+    assert js_divergence(p, q) == pytest.approx(1.0)  # disjoint supports: 1 bit
+
+
+def test_generation_scores_on_a_tiny_model(tiny_pipeline_path):
+    from occsim.evaluate.features import OccupancyFeatureNet
+    from occsim.evaluate.generate import evaluate_generation
+
+    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(0)
+    encoder = OccupancyFeatureNet(frames=8, feature_dim=8).eval()
+    clips = ProceduralClips(3, clip_len=8, seed=2, config=SMALL)
+    rows = evaluate_generation(pipe, encoder, clips, 3, [(2, 1.0), (2, 0.5)], progress=False)
+    assert [(r.solver_steps, r.strength, r.clips) for r in rows] == [(2, 1.0, 3), (2, 0.5, 3)]
+    assert all(r.fd >= -1e-6 and 0.0 <= r.class_jsd <= 1.0 for r in rows)
+    with pytest.raises(ValueError, match="4-frame"):
+        evaluate_generation(pipe, OccupancyFeatureNet(frames=4), clips, 1, [(2, 1.0)])
+
+
+def test_the_shipped_feature_encoder_loads_and_reads_clips():
+    from occsim.assets import asset_path
+    from occsim.evaluate.features import FD_ENCODER, OccupancyFeatureNet
+
+    encoder = OccupancyFeatureNet.from_pretrained(asset_path(FD_ENCODER)).eval()
+    clip = torch.from_numpy(ProceduralClips(1, clip_len=8, seed=2, config=SMALL)[0]["occupancy"])
+    with torch.no_grad():
+        features = encoder(clip[None])
+    assert features.shape == (1, encoder.config.feature_dim) and torch.isfinite(features).all()
+    with pytest.raises(ValueError, match="occupancy must have shape"):
+        encoder(clip[None, :4])

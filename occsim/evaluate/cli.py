@@ -1,4 +1,4 @@
-"""``occsim eval recon|forecast|adherence|closed-loop`` and ``occsim bench``."""
+"""``occsim eval recon|forecast|generate|adherence|closed-loop`` and ``occsim bench``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,42 @@ def _forecast(args: argparse.Namespace) -> None:
             ["horizon", "IoU", "mIoU"],
             rows,
             {"data": args.data, "clips": args.clips},
+        ),
+        args,
+    )
+
+
+def _numbers(text: str, kind: type, name: str) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part]
+    except ValueError:
+        raise SystemExit(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from occsim.assets import asset_path
+    from occsim.evaluate.features import FD_ENCODER, OccupancyFeatureNet
+    from occsim.evaluate.generate import evaluate_generation
+    from occsim.evaluate.report import Report
+
+    pipe = _pipeline(args)
+    encoder = OccupancyFeatureNet.from_pretrained(asset_path(FD_ENCODER)).eval()
+    steps = _numbers(args.steps_list, int, "--steps-list")
+    strengths = _numbers(args.strengths, float, "--strengths")
+    if not steps or any(n < 1 for n in steps) or any(not 0 < r <= 1 for r in strengths):
+        raise SystemExit("--steps-list needs counts >= 1 and --strengths values in (0, 1]")
+    settings = [(n, 1.0) for n in steps] + [(steps[0], r) for r in strengths if r < 1.0]
+    dataset = _dataset(args, pipe.transformer.config.trajectory_length)
+    rows = evaluate_generation(pipe, encoder, dataset, args.clips, settings, args.guidance)
+    _finish(
+        Report(
+            "eval:generate",
+            "Generation: Fréchet distance (fixed occupancy encoder) and class-frequency JSD",
+            ["solver_steps", "strength", "clips", "fd", "class_jsd"],
+            [asdict(row) for row in rows],
+            {"data": args.data, "clips": args.clips, "scheduler": type(pipe.scheduler).__name__},
         ),
         args,
     )
@@ -175,12 +211,18 @@ def add_commands(commands) -> None:
     for name, handler, help_text, clips, steps in (
         ("recon", _recon, "tokenizer reconstruction IoU/mIoU per class", 16, 0),
         ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 8, 0),
+        ("generate", _generate, "Fréchet distance and class JSD of generated clips", 16, 0),
         ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
         ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 4, 5),
     ):
         parser = kinds.add_parser(name, help=help_text)
         _common(parser, clips, steps)
         parser.set_defaults(handler=handler)
+        if name == "generate":
+            parser.add_argument("--steps-list", default="10,100", help="solver steps to sweep")
+            parser.add_argument(
+                "--strengths", default="1.0,0.75,0.5", help="denoising ratios to sweep"
+            )
     bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
     _common(bench, 0, 20)
     bench.add_argument("--batch", type=int, default=8, help="envs of the batched figure")

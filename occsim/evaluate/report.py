@@ -11,8 +11,12 @@ from occsim.io import write_json_atomic
 
 
 def _cell(value: Any) -> str:
+    """One decimal; quantities under 1 (divergences, ratios, small distances)
+    to three significant digits, so that they do not round to zero."""
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.1f}"
+        if math.isnan(value):
+            return "–"
+        return f"{value:.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
     return str(value)
 
 
