@@ -37,6 +37,19 @@ def test_decode_indices_equals_decode_latents():
     assert torch.equal(model.decode_indices(encoding.indices), model.decode(encoding.latents))
 
 
+def test_snap_replaces_latents_by_their_nearest_codes():
+    model = tiny()
+    encoding = model.encode(random_occupancy(4))
+    # Encoder outputs are already codes; a small perturbation snaps back to them.
+    assert torch.equal(model.quantizer.snap(encoding.latents), encoding.latents)
+    noisy = encoding.latents + 1e-3 * torch.randn(encoding.latents.shape)
+    assert torch.equal(model.quantizer.snap(noisy), encoding.latents)
+    codes = model.quantizer.embedding
+    far = model.quantizer.snap(torch.randn(1, 8, 1, 2, 2) * 5.0)
+    vectors = rearrange(far, "b (g d) t h w -> (b t h w g) d", g=model.quantizer.groups)
+    assert all((codes == v).all(dim=1).any() for v in vectors)
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = tiny()
     occupancy = random_occupancy(4)

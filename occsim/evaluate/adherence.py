@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from occsim.geometry import world_to_local
+from occsim.geometry import local_to_world, poses_to_trajectory
 from occsim.grid import OCC3D_GRID, GridSpec
 from occsim.labels import BARRIER, MANMADE, OTHERS, TRAFFIC_CONE, VEGETATION
 
@@ -93,9 +93,8 @@ def recover_trajectory(frames: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.nd
         step = register_frames(frames[k - 1], frames[k], grid)
         if step is None:
             break
-        x, y, yaw = poses[k - 1]
-        c, s = np.cos(yaw), np.sin(yaw)
-        poses[k] = [x + c * step[0] - s * step[1], y + s * step[0] + c * step[1], yaw + step[2]]
+        position = local_to_world(step[None, :2], poses[k - 1, :2], poses[k - 1, 2])[0]
+        poses[k] = [*position, poses[k - 1, 2] + step[2]]
     return poses
 
 
@@ -118,14 +117,6 @@ class AdherenceRow:
     truth_ade: float
     truth_fde: float
     failed: int
-
-
-def _in_frame(trajectory: np.ndarray, origin: int) -> np.ndarray:
-    """``trajectory (T, 3)`` poses from ``origin`` on, in the ego frame of pose ``origin``."""
-    xy = world_to_local(
-        trajectory[origin:, :2], trajectory[origin, :2], float(trajectory[origin, 2])
-    )
-    return np.concatenate([xy, (trajectory[origin:, 2:3] - trajectory[origin, 2])], axis=1)
 
 
 @torch.no_grad()
@@ -165,7 +156,7 @@ def evaluate_adherence(
                 output_type="latent",
             )
             generated = tokenizer.decode_classes(out.latents)[0].cpu().numpy()
-            commanded = _in_frame(trajectory, anchor)
+            commanded = poses_to_trajectory(trajectory[anchor:, :2], trajectory[anchor:, 2])
             recovered = recover_trajectory(generated[anchor:])
             truth = recover_trajectory(occupancy[anchor:])
             if np.isnan(recovered).any():

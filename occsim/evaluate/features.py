@@ -35,15 +35,14 @@ class OccupancyFeatureNet(ModelMixin, ConfigMixin):
         self, frames: int = 8, feature_dim: int = 64, num_maneuvers: int = 7, pool: int = 2
     ) -> None:
         super().__init__()
-        width = feature_dim
         self.convs = nn.Sequential(
-            nn.Conv2d(frames * NUM_CLASSES, width // 2, 3, stride=2, padding=1),
+            nn.Conv2d(frames * NUM_CLASSES, feature_dim // 2, 3, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(width // 2, width, 3, stride=2, padding=1),
+            nn.Conv2d(feature_dim // 2, feature_dim, 3, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.Conv2d(feature_dim, feature_dim, 3, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(width, feature_dim, 3, stride=2, padding=1),
+            nn.Conv2d(feature_dim, feature_dim, 3, stride=2, padding=1),
         )
         self.maneuver_head = nn.Linear(feature_dim, num_maneuvers)
         self.speed_head = nn.Linear(feature_dim, 1)

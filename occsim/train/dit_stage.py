@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
@@ -202,7 +203,7 @@ def _latent_cache(config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator) 
 
 
 def _ema_pipeline(
-    tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel, scheduler
+    tokenizer: OccTokenizer, model: OccDiT, ema: EMAModel, scheduler: DDPMScheduler
 ) -> OccSoraPipeline:
     """A pipeline whose transformer holds the EMA weights (the training model is untouched)
     and a fresh copy of the training scheduler."""
