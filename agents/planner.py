@@ -8,14 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from occsim.agents.forecast import body_masks, dilate, forecast_obstacles
 from occsim.agents.scripted import DEFAULT_ACTION_SCALE, normalise
-from occsim.envs.rewards import EGO_HEIGHT_VOXELS
 from occsim.envs.wrappers import BicycleModel
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, OCC3D_GRID
-from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, OBSTACLE_CLASSES, OTHER_FLAT
 
-STATIC_OBSTACLES = tuple(c for c in OBSTACLE_CLASSES if c not in DYNAMIC_CLASSES)
-MOVING_MARGIN = 4  # cells (1.6 m) around moving agents
+MOVING_MARGIN = 2  # cells (0.8 m) around forecast road users
 
 # Points sampled over the ego box (length x width) to test a pose against a BEV map, half a
 # voxel inside its edges so that they land on the cells of the env's footprint mask.
@@ -38,6 +36,9 @@ class PlannerCosts:
         collision: per pose whose box overlaps an obstacle voxel.
         offroad: per pose with no driveable cell under its box.
         progress: per metre of path driven in the step (negative: progress is rewarded).
+        edge: per pose, times the share of the ego box off the driveable surface (the
+            env only fails a box entirely off the road; this keeps the plan clear of the
+            edge, where a small pose error is enough to leave it).
         effort: per unit of squared normalised control.
         target_speed: m/s above which progress earns nothing more (keep the step's distance
             within the action's reach, ``action_scale[0]``).
@@ -46,29 +47,30 @@ class PlannerCosts:
     collision: float = 200.0
     offroad: float = 100.0
     progress: float = -1.0
+    edge: float = 10.0
     effort: float = 0.5
     target_speed: float = 7.0
 
 
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Boolean ``(X, Y)`` mask grown by ``radius`` cells (square neighbourhood)."""
-    if radius <= 0:
-        return mask
-    padded = np.pad(mask, radius)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
-    return windows.any(axis=(-1, -2))
-
-
 def bev_maps(frame: np.ndarray, moving_margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(obstacle, driveable)`` boolean ``(X, Y)`` maps of one occupancy frame, with the
-    same height bands as the env's collision and off-road checks. Agents that move
-    (vehicles, cyclists, pedestrians) are grown by ``moving_margin`` cells: a frame shows
-    where they were, not where they will be."""
-    body = frame[:, :, EGO_HEIGHT_VOXELS]
-    static = np.isin(body, STATIC_OBSTACLES).any(axis=-1)
-    moving = dilate(np.isin(body, DYNAMIC_CLASSES).any(axis=-1), moving_margin)
-    driveable = np.isin(frame[:, :, 2], (DRIVEABLE_SURFACE, OTHER_FLAT))
-    return static | moving, driveable
+    same height bands as the env's collision and off-road checks; moving road users grown
+    by ``moving_margin`` cells."""
+    static, moving, driveable = body_masks(frame)
+    return static | dilate(moving, moving_margin), driveable
+
+
+def _box_cells(poses: np.ndarray, shape: tuple[int, ...]):
+    """BEV cells ``(..., points)`` under the ego box at poses ``(..., 3)`` and which of
+    them lie inside the grid."""
+    cos, sin = np.cos(poses[..., 2:3]), np.sin(poses[..., 2:3])
+    px = poses[..., None, 0] + cos * _BOX_POINTS[:, 0] - sin * _BOX_POINTS[:, 1]
+    py = poses[..., None, 1] + sin * _BOX_POINTS[:, 0] + cos * _BOX_POINTS[:, 1]
+    index = OCC3D_GRID.metric_to_index(np.stack([px, py], axis=-1))
+    inside = OCC3D_GRID.contains(index)
+    ix = np.clip(index[..., 0], 0, shape[0] - 1)
+    iy = np.clip(index[..., 1], 0, shape[1] - 1)
+    return ix, iy, inside
 
 
 def pose_costs(
@@ -76,16 +78,17 @@ def pose_costs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Collision and off-road flags ``(...)`` of poses ``(..., 3)`` (x, y, yaw in the
     frame's ego frame). Cells outside the grid count as free and driveable."""
-    cos, sin = np.cos(poses[..., 2:3]), np.sin(poses[..., 2:3])
-    px = poses[..., None, 0] + cos * _BOX_POINTS[:, 0] - sin * _BOX_POINTS[:, 1]
-    py = poses[..., None, 1] + sin * _BOX_POINTS[:, 0] + cos * _BOX_POINTS[:, 1]
-    index = OCC3D_GRID.metric_to_index(np.stack([px, py], axis=-1))
-    inside = OCC3D_GRID.contains(index)
-    ix = np.clip(index[..., 0], 0, obstacle.shape[0] - 1)
-    iy = np.clip(index[..., 1], 0, obstacle.shape[1] - 1)
+    ix, iy, inside = _box_cells(poses, obstacle.shape)
     hit = (obstacle[ix, iy] & inside).any(axis=-1)
     road = (driveable[ix, iy] | ~inside).any(axis=-1)
     return hit, ~road
+
+
+def offroad_share(poses: np.ndarray, driveable: np.ndarray) -> np.ndarray:
+    """Share ``(...)`` of the ego box off the driveable surface at poses ``(..., 3)``:
+    0 in the middle of a lane, near 1 about to leave the road."""
+    ix, iy, inside = _box_cells(poses, driveable.shape)
+    return 1.0 - (driveable[ix, iy] | ~inside).mean(axis=-1)
 
 
 def rollout_poses(
@@ -106,10 +109,12 @@ class PlannerAgent:
 
     Each candidate is turned into waypoints by a kinematic bicycle, then scored by the
     collision, off-road and progress costs of its poses (plus a look-ahead of
-    ``lookahead`` frames), judged against either the last observed frame (``scorer=
-    "occupancy"``: the scene is taken as still, moving agents grown by a margin) or the
-    frames the world model generates for each candidate (``scorer="world_model"``:
-    candidates are rolled through the env's pipeline as one batch; pass ``env``).
+    ``lookahead`` frames). Each pose is judged against the obstacles forecast for its time
+    from the last two observed frames (``scorer="occupancy"``: static structure stays,
+    road users move on at their observed velocity, see :mod:`occsim.agents.forecast`); with
+    ``scorer="world_model"`` the step's poses are judged instead against the frames the
+    world model generates for each candidate (rolled through the env's pipeline as one
+    batch; pass ``env``).
     """
 
     def __init__(
@@ -149,14 +154,17 @@ class PlannerAgent:
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         if "occupancy" not in observation:
             raise ValueError("PlannerAgent needs the 'occupancy' observation key")
-        speed = float(observation["ego"][0]) if "ego" in observation else 0.0
-        frame = observation["occupancy"][-1]
+        ego = observation.get("ego", np.zeros(3))
+        speed, yaw_rate = float(ego[0]), float(ego[1])
+        frames = np.asarray(observation["occupancy"])
+        horizon = self.frames + self.lookahead
+        obstacles, driveable = forecast_obstacles(frames, speed, yaw_rate, horizon, MOVING_MARGIN)
         mean, std = np.zeros(4), np.array([0.6, 0.7, 0.6, 0.7])
         best, best_cost = np.zeros(4), np.inf
         for _ in range(self.iterations):
             controls = np.clip(self.rng.normal(mean, std, (self.population, 4)), -1, 1)
             controls[0] = mean  # keep the incumbent
-            scores = self._score(frame, speed, controls)
+            scores = self._score(obstacles, driveable, speed, controls)
             order = np.argsort(scores)
             if scores[order[0]] < best_cost:
                 best, best_cost = controls[order[0]], scores[order[0]]
@@ -166,17 +174,17 @@ class PlannerAgent:
         self.last_plan = waypoints
         return normalise(waypoints, self.action_scale)
 
-    def _score(self, frame: np.ndarray, speed: float, controls: np.ndarray) -> np.ndarray:
+    def _score(
+        self, obstacles: np.ndarray, driveable: np.ndarray, speed: float, controls: np.ndarray
+    ) -> np.ndarray:
         horizon = self.frames + self.lookahead
         poses = rollout_poses(self.model, speed, controls, self.frames, horizon)
-        if self.scorer == "occupancy":
-            hit, off = pose_costs(poses, *bev_maps(frame, MOVING_MARGIN))
-        else:
-            hit, off = self._world_model_flags(poses[:, : self.frames], controls, speed)
-            look_hit, look_off = pose_costs(
-                poses[:, self.frames :], *bev_maps(frame, MOVING_MARGIN)
-            )
-            hit, off = np.concatenate([hit, look_hit], 1), np.concatenate([off, look_off], 1)
+        # Pose j is 0.5 (j + 1) s ahead: judged against the obstacles forecast for then.
+        hit, off = zip(*(pose_costs(poses[:, j], obstacles[j], driveable) for j in range(horizon)))
+        hit, off = np.stack(hit, 1), np.stack(off, 1)
+        if self.scorer == "world_model":
+            step = slice(0, self.frames)
+            hit[:, step], off[:, step] = self._world_model_flags(controls, speed)
         # The step's own poses count fully, the look-ahead's less (it is replanned anyway).
         weights = np.where(np.arange(horizon) < self.frames, 1.0, 0.5)
         # Progress is the path length of the step: turning into a bend earns as much as
@@ -190,13 +198,14 @@ class PlannerAgent:
         return (
             self.costs.collision * (hit * weights).sum(1)
             + self.costs.offroad * (off * weights).sum(1)
+            + self.costs.edge * (offroad_share(poses, driveable) * weights).sum(1)
             + self.costs.progress * progress
             + self.costs.effort * (controls[:, :2] ** 2).sum(1)
         )
 
-    def _world_model_flags(self, poses: np.ndarray, controls: np.ndarray, speed: float):
+    def _world_model_flags(self, controls: np.ndarray, speed: float):
         """Generate each candidate's frames with the env's world model (one batch) and test
-        each pose against the frame generated at that time."""
+        the ego box against each frame generated for it (centred on the ego's pose then)."""
         env = self.env.unwrapped
         waypoints = [self.model.waypoints(speed, *c[:2], self.frames) for c in controls]
         plans = [env.plan(normalise(w, self.action_scale)) for w in waypoints]
@@ -209,8 +218,8 @@ class PlannerAgent:
                 guidance_scale=env.config.guidance_scale,
                 generator=torch.Generator().manual_seed(int(self.rng.integers(2**31))),
             )
-        hit = np.zeros(poses.shape[:2], dtype=bool)
-        off = np.zeros(poses.shape[:2], dtype=bool)
+        hit = np.zeros((len(controls), self.frames), dtype=bool)
+        off = np.zeros((len(controls), self.frames), dtype=bool)
         for n, frames in enumerate(out.occupancy):
             for k in range(self.frames):
                 # Frame k is centred on the ego at pose k: test the box at the origin.

@@ -2,7 +2,8 @@
 
 Usage: python scripts/bench_env.py [--steps 500] [--env occsim/OccSora-v0]
 Drives at constant speed with a reset every 25 steps (and on termination); prints p50/p95
-step latency and resident memory after warm-up and at the end.
+step latency, resident memory after warm-up and at the end, and a trace of it every tenth of
+the run (a leak grows steadily; allocator warm-up levels off).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
     action = np.stack([np.arange(1, 5) * 0.2, np.zeros(4)], axis=1).astype(np.float32)
     env.reset(seed=0)
     times, resets = [], 0
-    start_rss = None
+    start_rss, trace = None, []
     for step in range(args.steps):
         begin = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(action)
@@ -43,6 +44,8 @@ def main() -> None:
             resets += 1
         if step == min(49, args.steps // 4):
             start_rss = rss_mib()
+        if (step + 1) % max(1, args.steps // 10) == 0:
+            trace.append(f"{step + 1}: {rss_mib():.0f}")
     end_rss = rss_mib()
     p50, p95 = np.percentile(times, [50, 95]) * 1e3
     print("| measure | value |\n|---|---|")
@@ -52,6 +55,7 @@ def main() -> None:
     print(
         f"| RSS after {warm} steps -> after {args.steps} | {start_rss:.0f} -> {end_rss:.0f} MiB |"
     )
+    print(f"\nRSS trace (step: MiB): {', '.join(trace)}")
 
 
 if __name__ == "__main__":

@@ -161,3 +161,17 @@ def test_patch_sampling_keeps_rare_classes_and_matches_full_logits():
         full.target,
         rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y i j k z)", i=1, j=4, k=4),
     )
+
+
+def test_inverse_sqrt_frequency_weights():
+    from occsim.tokenizer import inverse_sqrt_frequency_weights
+
+    occupancy = torch.tensor([0] * 81 + [1] * 9 + [2] * 1 + [3] * 9)  # frequencies .81 .09 .01 .09
+    weights = inverse_sqrt_frequency_weights(occupancy, 5, max_weight=100.0)
+    # 1/sqrt(f), scaled so that the average voxel weighs 1 (sum of sqrt(f) = 1.6).
+    expected = torch.tensor([1 / 0.9, 1 / 0.3, 1 / 0.1, 1 / 0.3]) / 1.6
+    assert torch.allclose(weights[:4], expected, rtol=1e-5)
+    counts = torch.bincount(occupancy, minlength=5).float()
+    assert torch.isclose((counts * weights).sum() / counts.sum(), torch.tensor(1.0))
+    assert weights[4] == 100.0  # absent: the cap
+    assert inverse_sqrt_frequency_weights(occupancy, 5, max_weight=5.0).max() == 5.0

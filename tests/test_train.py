@@ -212,3 +212,33 @@ def test_latent_cache_windows_match_direct_encoding(occ3d_root, tmp_path):
     assert os.stat(path).st_mtime_ns == stamp  # reused, not rebuilt
     load_or_build_cache(path, tokenizer, segments, "data-b")
     assert os.stat(path).st_mtime_ns != stamp  # another dataset: rebuilt
+
+
+def test_decoder_fine_tuning_keeps_the_latent_space(occ3d_root, tmp_path):
+    root = occ3d_root["root"]
+    base = train_tokenizer(tiny_config(root, tmp_path / "base"))
+    tuned = train_tokenizer(
+        tiny_config(
+            root,
+            tmp_path / "tuned",
+            f"init_from={base}",
+            "freeze_encoder=true",
+            "class_weighting=inverse_sqrt_frequency",
+            "optim.learning_rate=0.01",
+        )
+    )
+    before, after = weights(base), weights(tuned)
+    decoder = ("from_latent", "decoder_", "head.")
+    for key in before:
+        if key.startswith(decoder):
+            continue
+        assert torch.equal(before[key], after[key]), f"{key} changed under freeze_encoder"
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(decoder))
+    # Fine-tuning without a model to start from, or an unknown weighting, is refused early.
+    with pytest.raises(ValueError, match="set init_from"):
+        train_tokenizer(tiny_config(root, tmp_path / "x", "freeze_encoder=true"))
+    with pytest.raises(ValueError, match="unknown class_weighting 'rare'"):
+        train_tokenizer(tiny_config(root, tmp_path / "y", "class_weighting=rare"))
+    with pytest.raises(FileNotFoundError, match="not a tokenizer folder"):
+        train_tokenizer(tiny_config(root, tmp_path / "z", f"init_from={tmp_path / 'none'}"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()

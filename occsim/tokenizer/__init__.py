@@ -1,7 +1,12 @@
 """The 4D occupancy scene tokenizer (OccSora section 3.2)."""
 
 from occsim.tokenizer.layers import StreamCache
-from occsim.tokenizer.losses import lovasz_softmax, reconstruction_losses, tokenizer_losses
+from occsim.tokenizer.losses import (
+    inverse_sqrt_frequency_weights,
+    lovasz_softmax,
+    reconstruction_losses,
+    tokenizer_losses,
+)
 from occsim.tokenizer.model import (
     TOKENIZER_PRESETS,
     OccTokenizer,
@@ -18,6 +23,7 @@ __all__ = [
     "TokenizerEncoding",
     "TokenizerOutput",
     "VectorQuantizer",
+    "inverse_sqrt_frequency_weights",
     "lovasz_softmax",
     "reconstruction_losses",
     "tokenizer_losses",

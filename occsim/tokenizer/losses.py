@@ -47,6 +47,22 @@ def lovasz_softmax(
     return torch.stack(losses).mean()
 
 
+def inverse_sqrt_frequency_weights(
+    occupancy: torch.Tensor, num_classes: int, max_weight: float = 20.0
+) -> torch.Tensor:
+    """Cross-entropy class weights ``(num_classes,)`` proportional to ``1/sqrt(frequency)``
+    of the classes in ``occupancy`` (any shape of class ids), scaled so that an average
+    voxel weighs 1 and capped at ``max_weight``; absent classes get the cap."""
+    counts = torch.bincount(occupancy.reshape(-1).long(), minlength=num_classes).double()
+    if counts.sum() == 0:
+        raise ValueError("class weights need at least one voxel")
+    frequency = counts / counts.sum()
+    weights = torch.full((num_classes,), max_weight, dtype=torch.float64)
+    present = frequency > 0
+    weights[present] = frequency[present].rsqrt() / frequency[present].sqrt().sum()
+    return weights.clamp(max=max_weight).float()
+
+
 def reconstruction_losses(
     logits: torch.Tensor,
     target: torch.Tensor,

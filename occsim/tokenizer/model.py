@@ -194,6 +194,40 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         )
         self.decoder_norm = nn.GroupNorm(min(8, block_channels[0]), block_channels[0])
         self.head = ClassPatchHead(block_channels[0], class_embed_dim, num_classes, z, stem_patch)
+        self._encoder_frozen = False
+
+    def _encoder_modules(self) -> list[nn.Module]:
+        return [
+            self.class_embedding,
+            self.stem,
+            self.encoder_blocks,
+            self.encoder_merges,
+            self.encoder_mid,
+            self.encoder_attention,
+            self.encoder_norm,
+            self.to_latent,
+            self.quantizer,
+        ]
+
+    def freeze_encoder(self) -> None:
+        """Fix the encoder, the class embeddings and the codebook for decoder fine-tuning.
+
+        Their parameters stop receiving gradients and stay in eval mode (no dropout, no
+        codebook EMA), so every clip keeps its codes and latents: a DiT trained on this
+        latent space stays valid while the decoder improves (as Stable Diffusion's
+        fine-tuned VAE decoders do).
+        """
+        for module in self._encoder_modules():
+            module.requires_grad_(False)
+        self._encoder_frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> OccTokenizer:
+        super().train(mode)
+        if self._encoder_frozen:
+            for module in self._encoder_modules():
+                module.eval()
+        return self
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> OccTokenizer:
@@ -322,7 +356,8 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 kept. Below 1 this saves most of the cost of full-volume logits.
             generator: random source of the patch subset.
         """
-        quantized = self.quantizer(self._encode_features(occupancy, None))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._encoder_frozen):
+            quantized = self.quantizer(self._encode_features(occupancy, None))
         h = self._decode_features(quantized.quantized, None)
         targets = self.head.patch_targets(occupancy.long())  # (B, t, x, y, P)
         flat_targets = targets.reshape(-1, targets.shape[-1])

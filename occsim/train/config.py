@@ -100,6 +100,18 @@ class TokenizerTrainConfig:
     """Share of head patches supervised per step (rare-class patches always are)."""
     lovasz_weight: float = 1.0
     """Weight of the Lovasz-softmax term."""
+    class_weighting: str = "none"
+    """Cross-entropy class weights: ``none`` or ``inverse_sqrt_frequency`` (measured on the
+    ``class_weight_clips`` training clips; rare classes count more, as they do in mIoU)."""
+    class_weight_clips: int = 32
+    """Training clips, evenly spread over the set, whose class frequencies set the
+    ``inverse_sqrt_frequency`` weights."""
+    init_from: str = ""
+    """Start from the weights of a trained tokenizer folder (fine-tuning) instead of the
+    preset's random initialisation."""
+    freeze_encoder: bool = False
+    """Train the decoder only: the encoder, class embeddings and codebook stay fixed, so
+    the latent space (and a DiT trained on it) stays valid. Needs ``init_from``."""
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="runs/tokenizer"))

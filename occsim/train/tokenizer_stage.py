@@ -9,8 +9,9 @@ import torch
 from tqdm import tqdm
 
 from occsim.evaluate.recon import evaluate_reconstruction
+from occsim.labels import NUM_CLASSES
 from occsim.render import render_bev
-from occsim.tokenizer import OccTokenizer, tokenizer_losses
+from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint
 from occsim.train.config import TokenizerTrainConfig, config_to_dict
 from occsim.train.data import build_datasets, load_clips, micro_batches
@@ -39,16 +40,24 @@ def evaluate_tokenizer(model: OccTokenizer, dataset) -> dict[str, float]:
 def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the final tokenizer."""
     run_dir = Path(config.run.output_dir)
+    _check_fine_tuning(config)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
     train_set, val_set = build_datasets(config.data)
+    class_weights = make_class_weights(config, train_set)
     state = None
     if resume:
         checkpoint_dir = resolve_checkpoint(run_dir, resume)
         state = load_state(checkpoint_dir)  # checked before anything is overwritten
         model = OccTokenizer.from_pretrained(checkpoint_dir / "tokenizer").train()  # loads in eval
+    elif config.init_from:
+        model = OccTokenizer.from_pretrained(config.init_from).train()
     else:
         model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
+    if config.freeze_encoder:
+        model.freeze_encoder()
+    if class_weights is not None:
+        class_weights = class_weights.to(accelerator.device)
     optimizer, lr_schedule = make_optimizer(model, config.optim, state)
     start_step = 0 if state is None else int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -79,7 +88,7 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
             occupancy = load_clips(train_set, part)["occupancy"].to(accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 output = model(occupancy, patch_fraction=config.patch_fraction)
-                losses = tokenizer_losses(output, lovasz_weight=config.lovasz_weight)
+                losses = tokenizer_losses(output, class_weights, config.lovasz_weight)
                 accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
         optimizer_step(accelerator, model, optimizer, lr_schedule, config.optim.grad_clip)
         done = step + 1
@@ -101,6 +110,34 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
         accelerator.unwrap_model(model).save_pretrained(final)
     accelerator.end_training()
     return final
+
+
+def _check_fine_tuning(config: TokenizerTrainConfig) -> None:
+    if config.class_weighting not in ("none", "inverse_sqrt_frequency"):
+        raise ValueError(
+            f"unknown class_weighting {config.class_weighting!r}; expected 'none' or "
+            "'inverse_sqrt_frequency'"
+        )
+    if config.freeze_encoder and not config.init_from:
+        raise ValueError(
+            "freeze_encoder=true fine-tunes the decoder of a trained tokenizer: set init_from "
+            "to its folder"
+        )
+    if config.init_from and not (Path(config.init_from) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"init_from {config.init_from!r} is not a tokenizer folder (no config.json); "
+            "expected a save_pretrained folder such as runs/tokenizer/final"
+        )
+
+
+def make_class_weights(config: TokenizerTrainConfig, train_set) -> torch.Tensor | None:
+    """Cross-entropy class weights of the config (``None`` for unweighted)."""
+    if config.class_weighting == "none":
+        return None
+    # Evenly spread over the dataset: neighbouring clips come from the same scene.
+    picks = np.unique(np.linspace(0, len(train_set) - 1, config.class_weight_clips).astype(int))
+    occupancy = torch.from_numpy(np.stack([train_set[int(i)]["occupancy"] for i in picks]))
+    return inverse_sqrt_frequency_weights(occupancy, NUM_CLASSES)
 
 
 def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
