@@ -196,18 +196,30 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         self.head = ClassPatchHead(block_channels[0], class_embed_dim, num_classes, z, stem_patch)
         self._encoder_frozen = False
 
+    # What maps occupancy to codes: fixed by freeze_encoder, compared by encoder_state_dict.
+    ENCODER_PARTS = (
+        "class_embedding",
+        "stem",
+        "encoder_blocks",
+        "encoder_merges",
+        "encoder_mid",
+        "encoder_attention",
+        "encoder_norm",
+        "to_latent",
+        "quantizer",
+    )
+
     def _encoder_modules(self) -> list[nn.Module]:
-        return [
-            self.class_embedding,
-            self.stem,
-            self.encoder_blocks,
-            self.encoder_merges,
-            self.encoder_mid,
-            self.encoder_attention,
-            self.encoder_norm,
-            self.to_latent,
-            self.quantizer,
-        ]
+        return [getattr(self, name) for name in self.ENCODER_PARTS]
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers that determine codes and latents (the decoder excluded):
+        two tokenizers with equal encoder states share one latent space."""
+        return {
+            key: value
+            for key, value in self.state_dict().items()
+            if key.split(".")[0] in self.ENCODER_PARTS
+        }
 
     def freeze_encoder(self) -> None:
         """Fix the encoder, the class embeddings and the codebook for decoder fine-tuning.
