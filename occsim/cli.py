@@ -155,5 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``occsim`` console script."""
-    args = build_parser().parse_args(argv)
+    from occsim.train.cli import parse_with_overrides
+
+    args = parse_with_overrides(build_parser(), argv)
     args.handler(args)

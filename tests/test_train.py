@@ -242,3 +242,17 @@ def test_decoder_fine_tuning_keeps_the_latent_space(occ3d_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a tokenizer folder"):
         train_tokenizer(tiny_config(root, tmp_path / "z", f"init_from={tmp_path / 'none'}"))
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
+
+
+def test_command_line_overrides_may_follow_options():
+    from occsim.cli import build_parser
+    from occsim.train.cli import parse_with_overrides
+
+    parser = build_parser()
+    args = parse_with_overrides(parser, ["train", "tokenizer", "a=1", "--config", "f.yaml", "b=2"])
+    assert args.config == "f.yaml" and args.overrides == ["a=1", "b=2"]
+    for bad in (["train", "tokenizer", "--bogus"], ["train", "dit", "--config", "f", "loose"]):
+        with pytest.raises(SystemExit):
+            parse_with_overrides(parser, bad)
+    with pytest.raises(SystemExit):
+        parse_with_overrides(parser, ["bench", "a=1"])  # no overrides there

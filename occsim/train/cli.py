@@ -19,6 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.max_steps=10")
 
 
+def parse_with_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse ``argv``, taking ``key=value`` overrides wherever they stand: argparse alone
+    drops those that follow an option (``train tokenizer --config F a=1``)."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def run(args: argparse.Namespace) -> None:
     """Train the chosen stage."""
     if args.stage == "tokenizer":
@@ -42,4 +56,4 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m occsim.train", description=__doc__)
     add_arguments(parser)
-    run(parser.parse_args(argv))
+    run(parse_with_overrides(parser, argv))
