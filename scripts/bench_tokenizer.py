@@ -43,7 +43,7 @@ def main() -> None:
     with torch.no_grad():
         for _ in range(2):
             model.decode_classes(model.encode(occupancy).latents)
-        encode_times, decode_times = [], []
+        encode_times, decode_times, trunk_times = [], [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
             latents = model.encode(occupancy).latents
@@ -51,6 +51,9 @@ def main() -> None:
             model.decode_classes(latents)
             encode_times.append(middle - start)
             decode_times.append(time.perf_counter() - middle)
+            start = time.perf_counter()
+            model._decode_features(latents, None)
+            trunk_times.append(time.perf_counter() - start)
     print("| preset | input | latent | params | ratio (THW/thw) | input bits / code bits |")
     print("|---|---|---|---|---|---|")
     for name, frames, info in rows:
@@ -65,6 +68,8 @@ def main() -> None:
         f"encode {median:.0f} ms + decode to classes {median_d:.0f} ms = "
         f"{median + median_d:.0f} ms (median of {args.repeats})"
     )
+    trunk = sorted(trunk_times)[len(trunk_times) // 2] * 1e3
+    print(f"of the decode: trunk {trunk:.0f} ms, class head (logits + arg-max) the rest")
     print(f"presets: {sorted(TOKENIZER_PRESETS)}")
 
 

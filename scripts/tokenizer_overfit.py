@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from occsim.data import ProceduralClips
+from occsim.labels import NUM_CLASSES
 from occsim.metrics import OccupancyMetrics
 from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
 from occsim.world import WorldConfig
@@ -37,7 +38,7 @@ def main() -> None:
     overrides = {"codebook_decay": 0.9, **json.loads(args.overrides)}
     model = OccTokenizer.from_preset("default", **overrides)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    weights = inverse_sqrt_frequency_weights(occupancy, 18) if args.class_weights else None
+    weights = inverse_sqrt_frequency_weights(occupancy, NUM_CLASSES) if args.class_weights else None
     start = time.perf_counter()
     print("| step | seconds | mIoU | IoU |\n|---|---|---|---|")
     for step in range(1, args.steps + 1):

@@ -199,6 +199,7 @@ def test_default_tokenizer_overfits_a_few_clips():
     import numpy as np
 
     from occsim.data import ProceduralClips
+    from occsim.labels import NUM_CLASSES
     from occsim.metrics import OccupancyMetrics
     from occsim.tokenizer import inverse_sqrt_frequency_weights
     from occsim.world import WorldConfig
@@ -208,7 +209,7 @@ def test_default_tokenizer_overfits_a_few_clips():
     occupancy = torch.from_numpy(np.stack([clips[i]["occupancy"] for i in range(2)])).long()
     model = OccTokenizer.from_preset("default", codebook_decay=0.9)
     optimizer = torch.optim.AdamW(model.parameters(), lr=OVERFIT_LR)
-    weights = inverse_sqrt_frequency_weights(occupancy, 18)
+    weights = inverse_sqrt_frequency_weights(occupancy, NUM_CLASSES)
     for _ in range(OVERFIT_STEPS):
         losses = tokenizer_losses(model(occupancy, patch_fraction=0.25), weights)
         optimizer.zero_grad()
