@@ -2,6 +2,7 @@ import pytest
 import torch
 from einops import rearrange
 
+from occsim.labels import FREE
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
 
 SMALL_GRID = (40, 40, 16)
@@ -40,14 +41,46 @@ def test_decode_indices_equals_decode_latents():
 
 def test_decode_classes_is_the_argmax_of_the_logits():
     model = tiny()
+    with torch.no_grad():  # make free the most common class, as in driving scenes
+        model.head.bias[FREE] += 1.0
     latents = model.encode(random_occupancy(4, batch=2)).latents
     expected = model.decode(latents).argmax(-1).to(torch.uint8)
-    for cells in (7, 400, 10_000):  # chunks that split latent rows, frames and batches
-        classes = model.head.classes(
-            model._decode_features(latents, None), model.class_embedding.weight, cells
-        )
-        assert torch.equal(classes, expected), cells
+    assert 0.3 < (expected == FREE).float().mean() < 0.9
+    features = model._decode_features(latents, None)
+    for free_class in (None, FREE):
+        for voxels in (1, 7 * 64, 400 * 64, 10**7):  # chunks that split rows, frames, batches
+            classes = model.head.classes(
+                features, model.class_embedding.weight, free_class, voxels_per_chunk=voxels
+            )
+            assert torch.equal(classes, expected), (free_class, voxels)
     assert torch.equal(model.decode_classes(latents), expected)
+
+
+def test_decode_classes_breaks_ties_like_argmax():
+    model = tiny()
+    with torch.no_grad():  # every logit equal: argmax takes the first class, never free
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    latents = model.encode(random_occupancy(4)).latents
+    assert int(model.decode_classes(latents).max()) == 0
+
+
+def test_class_patch_embedding_matches_embedding_then_patchify_with_gradients():
+    model = tiny()
+    stem, embeddings = model.stem, model.class_embedding.weight
+    occupancy = random_occupancy(4, batch=2).to(torch.uint8)
+    grad_out = torch.randn(2, 8, 4, 10, 10, generator=torch.Generator().manual_seed(1))
+    fused = stem(occupancy, embeddings)
+    fused_grads = torch.autograd.grad((fused * grad_out).sum(), (stem.weight, embeddings))
+    # The unfused reference: embed every voxel, fold the height in, patchify.
+    voxels = embeddings[occupancy.long()]  # (B, T, X, Y, Z, c')
+    patches = rearrange(voxels, "b t (x j) (y k) z c -> b t x y j k z c", j=4, k=4)
+    reference = torch.einsum("btxyjkzc,oijkzc->botxy", patches, stem.weight)
+    reference = reference + stem.bias[:, None, None, None]
+    reference_grads = torch.autograd.grad((reference * grad_out).sum(), (stem.weight, embeddings))
+    torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-4)
+    for got, expected in zip(fused_grads, reference_grads, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
 
 
 def test_snap_replaces_latents_by_their_nearest_codes():
@@ -106,6 +139,9 @@ def test_default_preset_shapes():
     with torch.device("meta"):
         model = OccTokenizer.from_preset("default")
     assert model.latent_shape(4) == (32, 1, 50, 50)
+    assert model.quantizer.groups == 8 and model.quantizer.codebook_size == 512
+    assert model.head.patch == (1, 2, 2)  # a decoder-only 100x100 level feeds the head
+    assert sum(p.numel() for p in model.parameters()) == 635_394
 
 
 def test_bad_input_is_rejected_with_a_clear_message():
@@ -124,6 +160,8 @@ def test_bad_input_is_rejected_with_a_clear_message():
         model.decode_indices(torch.full((1, 2, 1, 10, 10), 64))
     with pytest.raises(ValueError, match="unknown tokenizer preset"):
         OccTokenizer.from_preset("huge")
+    with pytest.raises(ValueError, match=r"head_upsample \(1, 3, 3\) must divide the stem"):
+        OccTokenizer.from_preset("tiny", head_upsample=(1, 3, 3))
 
 
 def test_lovasz_is_zero_for_perfect_and_positive_otherwise():
@@ -162,17 +200,19 @@ def test_patch_sampling_keeps_rare_classes_and_matches_full_logits():
     occupancy[0, :, 5, 7, 3] = 7  # one pedestrian voxel per frame
     generator = torch.Generator().manual_seed(0)
     sampled = model(occupancy, patch_fraction=0.0, generator=generator)
-    # Only the patches holding the pedestrian survive (one per frame): 2 x (4*4*16) voxels.
-    assert sampled.target.shape == (2 * 4 * 4 * 16,)
+    # Only the head patches holding the pedestrian survive (one per frame): the tiny
+    # preset's head predicts 2x2 columns, so 2 x (2*2*16) voxels.
+    assert model.head.patch == (1, 2, 2)
+    assert sampled.target.shape == (2 * 2 * 2 * 16,)
     assert (sampled.target == 7).sum() == 2
     # With every patch kept, the training logits are the decoder's, grouped by patch.
     full = model(occupancy)
     logits = model.decode(model.encode(occupancy).latents)
-    grouped = rearrange(logits, "b (t i) (x j) (y k) z n -> (b t x y i j k z) n", i=1, j=4, k=4)
+    grouped = rearrange(logits, "b (t i) (x j) (y k) z n -> (b t x y i j k z) n", i=1, j=2, k=2)
     assert torch.allclose(full.logits, grouped, atol=1e-5)
     assert torch.equal(
         full.target,
-        rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y i j k z)", i=1, j=4, k=4),
+        rearrange(occupancy, "b (t i) (x j) (y k) z -> (b t x y i j k z)", i=1, j=2, k=2),
     )
 
 

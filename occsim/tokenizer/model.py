@@ -50,7 +50,8 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         attention_heads=8,
         dropout=0.1,
     ),
-    # Sized for a 2-core CPU: 4 frames of 200x200x16 -> one 50x50 latent frame.
+    # Sized for a 2-core CPU: 4 frames of 200x200x16 -> one 50x50 latent frame of 8 codes
+    # (72 bits per 4x4 columns); the decoder predicts 2x2 columns from a 100x100 level.
     "default": dict(
         class_embed_dim=8,
         stem_patch=(1, 4, 4),
@@ -58,10 +59,12 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         downsample=((4, 1, 1),),
         num_res_blocks=1,
         latent_channels=32,
-        codebook_size=1024,
-        codebook_groups=4,
+        codebook_size=512,
+        codebook_groups=8,
         attention_heads=4,
         dropout=0.0,
+        head_upsample=(1, 2, 2),
+        head_channels=16,
     ),
     # For tests: small and fast.
     "tiny": dict(
@@ -75,6 +78,8 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         codebook_groups=2,
         attention_heads=2,
         dropout=0.0,
+        head_upsample=(1, 2, 2),
+        head_channels=8,
     ),
 }
 
@@ -113,6 +118,11 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         codebook_groups: sub-vectors of the latent quantised independently (1 = paper).
         attention_heads: heads of the axial attention at the latent resolution.
         dropout: dropout in residual blocks and attention.
+        head_upsample: ``(t, h, w)`` split of each stem patch by a decoder-only level
+            before the head, so the head predicts smaller patches from finer features
+            than the encoder's first level; ``(1, 1, 1)`` for none (the decoder mirrors
+            the encoder exactly).
+        head_channels: channels of that decoder-only level.
         commitment_cost: weight of the commitment loss.
         codebook_decay: EMA decay of the codebook.
     """
@@ -132,6 +142,8 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         codebook_groups: int = 4,
         attention_heads: int = 4,
         dropout: float = 0.0,
+        head_upsample: tuple[int, int, int] = (1, 1, 1),
+        head_channels: int = 16,
         commitment_cost: float = 0.25,
         codebook_decay: float = 0.99,
     ) -> None:
@@ -143,6 +155,13 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 f"downsample has {len(downsample)} factors for {len(block_channels)} levels; "
                 "give one factor between each pair of consecutive levels"
             )
+        head_upsample = tuple(head_upsample)
+        if len(head_upsample) != 3 or any(s % u for s, u in zip(stem_patch, head_upsample)):
+            raise ValueError(
+                f"head_upsample {head_upsample} must divide the stem patch {stem_patch} "
+                "on each of (t, h, w)"
+            )
+        head_patch = tuple(s // u for s, u in zip(stem_patch, head_upsample))
         factors = [stem_patch, *downsample]
         self.temporal_factor = math.prod(f[0] for f in factors)
         self.spatial_factor = (math.prod(f[1] for f in factors), math.prod(f[2] for f in factors))
@@ -192,8 +211,13 @@ class OccTokenizer(ModelMixin, ConfigMixin):
             PatchSplit3d(block_channels[i + 1], block_channels[i], downsample[i])
             for i in reversed(range(len(downsample)))
         )
-        self.decoder_norm = nn.GroupNorm(min(8, block_channels[0]), block_channels[0])
-        self.head = ClassPatchHead(block_channels[0], class_embed_dim, num_classes, z, stem_patch)
+        head_in = block_channels[0]
+        if head_upsample != (1, 1, 1):
+            head_in = head_channels
+            self.head_split = PatchSplit3d(block_channels[0], head_channels, head_upsample)
+            self.head_block = ResBlock3d(head_channels, dropout)
+        self.decoder_norm = nn.GroupNorm(min(8, head_in), head_in)
+        self.head = ClassPatchHead(head_in, class_embed_dim, num_classes, z, head_patch)
         self._encoder_frozen = False
 
     # What maps occupancy to codes: fixed by freeze_encoder, compared by encoder_state_dict.
@@ -290,7 +314,7 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 f"occupancy holds class ids in [{low}, {high}], expected "
                 f"0..{self.config.num_classes - 1}"
             )
-        return occupancy.long()
+        return occupancy
 
     # ------------------------------------------------------------------ encoder
     def _encode_features(self, occupancy: torch.Tensor, cache: StreamCache | None):
@@ -332,6 +356,8 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 h = block(h, cache)
             if i < len(self.decoder_splits):
                 h = self.decoder_splits[i](h)
+        if hasattr(self, "head_split"):
+            h = self.head_block(self.head_split(h), cache)
         return F.silu(frame_norm(self.decoder_norm, h))
 
     @torch.no_grad()
@@ -339,7 +365,11 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         self, latents: torch.Tensor, cache: StreamCache | None = None
     ) -> torch.Tensor:
         """Occupancy ``(B, T, X, Y, Z)`` uint8 of latents, without holding all logits."""
-        return self.head.classes(self._decode_features(latents, cache), self.class_embedding.weight)
+        # With the Occ3D label set, most voxels are free: the head finds them first.
+        free = FREE if self.config.num_classes == NUM_CLASSES else None
+        return self.head.classes(
+            self._decode_features(latents, cache), self.class_embedding.weight, free
+        )
 
     def decode_indices(
         self, indices: torch.Tensor, cache: StreamCache | None = None
