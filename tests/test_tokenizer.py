@@ -138,10 +138,11 @@ def test_paper_preset_on_meta_device():
 def test_default_preset_shapes():
     with torch.device("meta"):
         model = OccTokenizer.from_preset("default")
-    assert model.latent_shape(4) == (32, 1, 50, 50)
-    assert model.quantizer.groups == 8 and model.quantizer.codebook_size == 512
-    assert model.head.patch == (1, 2, 2)  # a decoder-only 100x100 level feeds the head
-    assert sum(p.numel() for p in model.parameters()) == 635_394
+        fine = OccTokenizer.from_preset("default_fine")
+    assert model.latent_shape(4) == fine.latent_shape(4) == (32, 1, 50, 50)
+    assert fine.quantizer.groups == 8 and fine.quantizer.codebook_size == 512
+    assert fine.head.patch == (1, 2, 2)  # a decoder-only 100x100 level feeds the head
+    assert sum(p.numel() for p in fine.parameters()) == 635_394
 
 
 def test_bad_input_is_rejected_with_a_clear_message():

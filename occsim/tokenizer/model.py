@@ -50,9 +50,23 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         attention_heads=8,
         dropout=0.1,
     ),
-    # Sized for a 2-core CPU: 4 frames of 200x200x16 -> one 50x50 latent frame of 8 codes
-    # (72 bits per 4x4 columns); the decoder predicts 2x2 columns from a 100x100 level.
+    # Sized for a 2-core CPU: 4 frames of 200x200x16 -> one 50x50 latent frame.
     "default": dict(
+        class_embed_dim=8,
+        stem_patch=(1, 4, 4),
+        block_channels=(32, 64),
+        downsample=((4, 1, 1),),
+        num_res_blocks=1,
+        latent_channels=32,
+        codebook_size=1024,
+        codebook_groups=4,
+        attention_heads=4,
+        dropout=0.0,
+    ),
+    # The default with 8 codes of 512 per latent cell (72 bits per 4x4 columns) and a
+    # decoder-only 100x100 level, so the head predicts 2x2 columns: the candidate for the
+    # next bundled model (see BENCHMARKS.md, "Tokenizer reconstruction").
+    "default_fine": dict(
         class_embed_dim=8,
         stem_patch=(1, 4, 4),
         block_channels=(32, 64),
@@ -267,7 +281,7 @@ class OccTokenizer(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> OccTokenizer:
-        """A tokenizer of a named size: ``paper``, ``default`` or ``tiny``."""
+        """A tokenizer of a named size: ``paper``, ``default``, ``default_fine`` or ``tiny``."""
         if name not in TOKENIZER_PRESETS:
             raise ValueError(
                 f"unknown tokenizer preset {name!r}; expected one of {sorted(TOKENIZER_PRESETS)}"
