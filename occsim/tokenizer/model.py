@@ -63,23 +63,6 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         attention_heads=4,
         dropout=0.0,
     ),
-    # The default with 8 codes of 512 per latent cell (72 bits per 4x4 columns) and a
-    # decoder-only 100x100 level, so the head predicts 2x2 columns: the candidate for the
-    # next bundled model (see BENCHMARKS.md, "Tokenizer reconstruction").
-    "default_fine": dict(
-        class_embed_dim=8,
-        stem_patch=(1, 4, 4),
-        block_channels=(32, 64),
-        downsample=((4, 1, 1),),
-        num_res_blocks=1,
-        latent_channels=32,
-        codebook_size=512,
-        codebook_groups=8,
-        attention_heads=4,
-        dropout=0.0,
-        head_upsample=(1, 2, 2),
-        head_channels=16,
-    ),
     # For tests: small and fast.
     "tiny": dict(
         class_embed_dim=4,
@@ -95,6 +78,17 @@ TOKENIZER_PRESETS: dict[str, dict] = {
         head_upsample=(1, 2, 2),
         head_channels=8,
     ),
+}
+
+# The default with 8 codes of 512 per latent cell (72 bits per 4x4 columns) and a
+# decoder-only 100x100 level, so the head predicts 2x2 columns: the candidate for the next
+# bundled model (see BENCHMARKS.md, "Tokenizer reconstruction").
+TOKENIZER_PRESETS["default_fine"] = {
+    **TOKENIZER_PRESETS["default"],
+    "codebook_size": 512,
+    "codebook_groups": 8,
+    "head_upsample": (1, 2, 2),
+    "head_channels": 16,
 }
 
 
