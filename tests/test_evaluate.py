@@ -228,3 +228,14 @@ def test_the_shipped_feature_encoder_loads_and_reads_clips():
     assert features.shape == (1, encoder.config.feature_dim) and torch.isfinite(features).all()
     with pytest.raises(ValueError, match="occupancy must have shape"):
         encoder(clip[None, :4])
+
+
+def test_eval_recon_takes_a_tokenizer_folder(tiny_pipeline_path, tmp_path):
+    common = ["eval", "recon", "--clips", "1", "--json"]
+    main([*common, str(tmp_path / "a.json"), "--pipeline", str(tiny_pipeline_path)])
+    folder = tiny_pipeline_path / "tokenizer"
+    main([*common, str(tmp_path / "b.json"), "--tokenizer", str(folder)])
+    via_pipeline = json.loads((tmp_path / "a.json").read_text())["rows"][0]
+    direct = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert direct["model"] == "tokenizer"
+    assert direct["IoU"] == via_pipeline["IoU"] and direct["mIoU"] == via_pipeline["mIoU"]

@@ -40,9 +40,15 @@ def _finish(report, args: argparse.Namespace) -> None:
 def _recon(args: argparse.Namespace) -> None:
     from occsim.evaluate.recon import evaluate_reconstruction, recon_report
 
-    tokenizer = _pipeline(args).tokenizer
+    if args.tokenizer is not None:
+        from occsim.tokenizer import OccTokenizer
+
+        tokenizer = OccTokenizer.from_pretrained(str(args.tokenizer)).float()
+        label = Path(args.tokenizer).name
+    else:
+        tokenizer = _pipeline(args).tokenizer
+        label = "bundled default" if args.pipeline is None else Path(args.pipeline).name
     scores = evaluate_reconstruction(tokenizer, _dataset(args, 4 * tokenizer.temporal_factor))
-    label = "bundled default" if args.pipeline is None else Path(args.pipeline).name
     _finish(recon_report(scores, label, {"data": args.data, "clips": args.clips}), args)
 
 
@@ -222,6 +228,10 @@ def add_commands(commands) -> None:
             parser.add_argument("--steps-list", default="10,100", help="solver steps to sweep")
             parser.add_argument(
                 "--strengths", default="1.0,0.75,0.5", help="denoising ratios to sweep"
+            )
+        if name == "recon":
+            parser.add_argument(
+                "--tokenizer", type=Path, help="a tokenizer folder instead of a pipeline's"
             )
     bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
     _common(bench, 0, 20)
