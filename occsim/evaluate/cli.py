@@ -216,7 +216,7 @@ def add_commands(commands) -> None:
     kinds = evaluate.add_subparsers(dest="eval_command", required=True)
     for name, handler, help_text, clips, steps in (
         ("recon", _recon, "tokenizer reconstruction IoU/mIoU per class", 64, 0),
-        ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 8, 0),
+        ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 32, 0),
         ("generate", _generate, "Fréchet distance and class JSD of generated clips", 16, 0),
         ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
         ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 4, 5),
