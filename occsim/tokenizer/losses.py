@@ -40,7 +40,9 @@ def lovasz_softmax(
         if truth.sum() == 0:
             continue
         errors = (truth - probabilities[:, c]).abs()
-        errors_sorted, order = torch.sort(errors, descending=True)
+        # Stable: tied errors (equal logits are common) get one fixed order, and with it
+        # one gradient, whatever the sort kernel's threading.
+        errors_sorted, order = torch.sort(errors, descending=True, stable=True)
         losses.append(torch.dot(errors_sorted, _lovasz_grad(truth[order])))
     if not losses:
         return probabilities.sum() * 0.0
