@@ -33,9 +33,9 @@ def weights(folder) -> dict:
 
 @pytest.fixture
 def one_thread():
-    """Two-threaded oneDNN convolution backward sums in an order that varies from call to
-    call (last-bit differences that Adam then amplifies); one thread takes kernel
-    nondeterminism out, so a mismatch can only come from what resuming restores."""
+    """On two threads, identical tokenizer training runs differ in about 1 of 5 (last-bit
+    gradient differences, first seen in the convolution weights, that Adam amplifies); on
+    one thread they agree, so a mismatch can only come from what resuming restores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
