@@ -14,9 +14,8 @@ from scipy import ndimage
 
 from occsim.envs.rewards import EGO_HEIGHT_VOXELS
 from occsim.geometry import world_to_local
-from occsim.grid import OCC3D_GRID
+from occsim.grid import FRAME_DT, OCC3D_GRID
 from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, OBSTACLE_CLASSES, OTHER_FLAT
-from occsim.world.config import FRAME_DT
 
 STATIC_OBSTACLES = tuple(c for c in OBSTACLE_CLASSES if c not in DYNAMIC_CLASSES)
 MAX_MATCH_DISTANCE = 6.0  # metres in one frame (0.5 s): faster than any road user here

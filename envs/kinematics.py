@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from occsim.geometry import local_to_world, poses_to_trajectory
-from occsim.world import EgoState
-from occsim.world.config import FRAME_DT
+from occsim.grid import FRAME_DT, EgoState
 
 MIN_HEADING_DISTANCE = 0.05  # metres; below this the heading is kept (standing still)
 

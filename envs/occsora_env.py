@@ -13,10 +13,10 @@ from occsim.envs.config import OccEnvConfig
 from occsim.envs.kinematics import follow_waypoints, states_from_trajectory, window_trajectory
 from occsim.envs.learned_world import LearnedWorld, load_pipeline
 from occsim.envs.procedural_env import ProceduralEnv
+from occsim.grid import FRAME_DT, EgoState
 from occsim.pipeline import OccSoraPipeline
+from occsim.procedural import WorldConfig
 from occsim.validation import check_occupancy, check_trajectory
-from occsim.world import EgoState, WorldConfig
-from occsim.world.config import FRAME_DT
 
 STARTS = ("procedural", "clip", "noise")
 RESET_OPTIONS = ("start", "maneuver", "clip", "trajectory")

@@ -11,11 +11,10 @@ from gymnasium import spaces
 from occsim.envs.config import OccEnvConfig
 from occsim.envs.rewards import reward_terms
 from occsim.geometry import wrap_angle
-from occsim.grid import OCC3D_GRID
+from occsim.grid import FRAME_DT, OCC3D_GRID, EgoState
 from occsim.labels import FREE_ID
+from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
 from occsim.render import render_bev, top_visible
-from occsim.world import MANEUVERS, EgoState, ProceduralWorld, WorldConfig
-from occsim.world.config import FRAME_DT
 
 RESET_OPTIONS = ("maneuver",)
 # Bounds of the ego vector: speed, yaw rate, acceleration (an action of 1 is 40 m/s).

@@ -14,7 +14,7 @@ from occsim.envs.config import OccEnvConfig
 from occsim.envs.learned_world import load_pipeline
 from occsim.envs.occsora_env import OccSoraEnv
 from occsim.pipeline import OccSoraPipeline
-from occsim.world import WorldConfig
+from occsim.procedural import WorldConfig
 
 
 class OccSoraVectorEnv(VectorEnv):

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from occsim.world.config import FRAME_DT
+from occsim.grid import FRAME_DT
 
 META_ACTIONS = ("keep", "accelerate", "brake", "left", "right", "stop")
 # (acceleration, steering) commands of each meta-action, held for the step.

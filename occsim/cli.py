@@ -19,8 +19,8 @@ def _demo(args: argparse.Namespace) -> None:
     import imageio.v2 as imageio
     import numpy as np
 
+    from occsim.procedural import MANEUVERS, ProceduralWorld
     from occsim.render import render_bev
-    from occsim.world import MANEUVERS, ProceduralWorld
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+FRAME_DT: float = 0.5  # seconds between frames: Occ3D keyframes at 2 Hz
+
 # nuScenes ego vehicle (Renault Zoe) box, metres.
 EGO_LENGTH: float = 4.08
 EGO_WIDTH: float = 1.85
 EGO_HEIGHT: float = 1.56
+GROUND_HEIGHT: float = 0.0  # the road surface in the ego frame (the ego origin stands on it)
+EGO_BODY_TOP: float = 1.8  # metres above the ground that the ego's body sweeps (with margin)
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """The ego's pose in a world frame (metres, radians) and its speed (m/s)."""
+
+    x: float
+    y: float
+    yaw: float
+    speed: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,19 @@ class GridSpec:
         k = indices.shape[-1]
         upper = np.asarray(self.shape[:k])
         return np.all((indices >= 0) & (indices < upper), axis=-1)
+
+    @property
+    def ground_index(self) -> int:
+        """z index of the voxel layer that holds the ground (the ego stands on it)."""
+        return int(np.floor((GROUND_HEIGHT - self.lower[2]) / self.voxel_size))
+
+    @property
+    def ego_body_band(self) -> slice:
+        """z indices above the ground layer up to :data:`EGO_BODY_TOP`: what the ego's body
+        sweeps, where an obstacle voxel is a collision."""
+        # The top lies on a voxel boundary; round so that 2.8 / 0.4 is 7, not 6.9999.
+        top = round((GROUND_HEIGHT + EGO_BODY_TOP - self.lower[2]) / self.voxel_size)
+        return slice(self.ground_index + 1, top)
 
     def bev_centers(self) -> np.ndarray:
         """Metric ``(x, y)`` centres of every BEV cell, shape ``(X, Y, 2)``."""

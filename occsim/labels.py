@@ -81,6 +81,8 @@ OBSTACLE_CLASSES: tuple[int, ...] = (
     VEGETATION,
 )
 GROUND_CLASSES: tuple[int, ...] = (DRIVEABLE_SURFACE, OTHER_FLAT, SIDEWALK, TERRAIN)
+# Ground the ego may drive on: roads and the crossings (other flat) that cut through them.
+DRIVEABLE_CLASSES: tuple[int, ...] = (DRIVEABLE_SURFACE, OTHER_FLAT)
 STATIC_CLASSES: tuple[int, ...] = (
     OTHERS,
     BARRIER,

@@ -18,7 +18,7 @@ from occsim.consistency import static_agreement
 from occsim.data.procedural import ProceduralClips
 from occsim.labels import CLASS_NAMES, FREE_ID
 from occsim.metrics import OccupancyMetrics
-from occsim.world import ProceduralWorld
+from occsim.procedural import ProceduralWorld
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
+from occsim.procedural import ProceduralWorld
 from occsim.render import render_bev
-from occsim.world import ProceduralWorld
 
 
 def main() -> None:

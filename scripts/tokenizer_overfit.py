@@ -18,8 +18,8 @@ import torch
 from occsim.data import ProceduralClips
 from occsim.labels import NUM_CLASSES
 from occsim.metrics import OccupancyMetrics
+from occsim.procedural import WorldConfig
 from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
-from occsim.world import WorldConfig
 
 
 def main() -> None:

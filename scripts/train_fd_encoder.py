@@ -18,7 +18,7 @@ from tqdm import tqdm
 from occsim.assets import asset_path
 from occsim.data import ProceduralClips
 from occsim.evaluate.features import FD_ENCODER, OccupancyFeatureNet
-from occsim.world import MANEUVERS
+from occsim.procedural import MANEUVERS
 
 
 def load(

@@ -21,7 +21,7 @@ from occsim.cli import main  # noqa: E402
 from occsim.drive import EpisodeRecord, make_env, replay, run_headless, run_keyboard  # noqa: E402
 from occsim.envs.rewards import offroad  # noqa: E402
 from occsim.labels import CAR, DRIVEABLE_SURFACE, FREE_ID, TERRAIN  # noqa: E402
-from occsim.world import WorldConfig  # noqa: E402
+from occsim.procedural import WorldConfig  # noqa: E402
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
 

@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import OccEnvConfig, ProceduralEnv
-from occsim.world import WorldConfig
+from occsim.procedural import WorldConfig
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)

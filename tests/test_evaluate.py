@@ -22,7 +22,7 @@ from occsim.evaluate.adherence import displacement_errors, register_frames
 from occsim.evaluate.bench import run_bench
 from occsim.evaluate.recon import recon_report
 from occsim.pipeline import OccSoraPipeline
-from occsim.world import WorldConfig
+from occsim.procedural import WorldConfig
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
 

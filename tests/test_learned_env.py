@@ -12,7 +12,8 @@ from gymnasium.utils.env_checker import check_env
 import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import BicycleControl, BicycleModel, MetaActions, OccSoraEnv, ProceduralEnv
 from occsim.envs.kinematics import follow_waypoints, window_trajectory
-from occsim.world import EgoState, WorldConfig
+from occsim.grid import EgoState
+from occsim.procedural import WorldConfig
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
 FAST = dict(map_seed=4, num_inference_steps=2, guidance_scale=1.5, world_config=SMALL)

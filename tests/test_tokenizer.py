@@ -242,8 +242,8 @@ def test_default_tokenizer_overfits_a_few_clips():
     from occsim.data import ProceduralClips
     from occsim.labels import NUM_CLASSES
     from occsim.metrics import OccupancyMetrics
+    from occsim.procedural import WorldConfig
     from occsim.tokenizer import inverse_sqrt_frequency_weights
-    from occsim.world import WorldConfig
 
     torch.manual_seed(0)
     clips = ProceduralClips(2, clip_len=4, seed=3, config=WorldConfig(size=192.0, grid_nodes=3))

@@ -6,7 +6,7 @@ from occsim.consistency import static_agreement
 from occsim.data import Occ3DDataset
 from occsim.data.procedural import ProceduralClips, export_occ3d
 from occsim.grid import OCC3D_GRID
-from occsim.world import MANEUVERS, ProceduralWorld, WorldConfig
+from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=14, pedestrians=12)
 

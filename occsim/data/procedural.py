@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from occsim.data.occ3d_writer import Occ3DWriter
-from occsim.world import MANEUVERS, ProceduralWorld, WorldConfig
+from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
 
 
 def _seeds(seed: int, index: int, clips_per_map: int) -> tuple[int, int, int]:

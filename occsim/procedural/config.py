@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 LANE_WIDTH: float = 3.5
 SIMULATION_DT: float = 0.25  # traffic sub-step (s); frames are 0.5 s apart
-FRAME_DT: float = 0.5  # Occ3D keyframes, 2 Hz
 
 
 @dataclass(frozen=True)

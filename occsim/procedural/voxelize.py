@@ -10,23 +10,20 @@ import functools
 
 import numpy as np
 
-from occsim.grid import OCC3D_GRID, GridSpec
+from occsim.grid import GROUND_HEIGHT, OCC3D_GRID, GridSpec
 from occsim.labels import FREE
-from occsim.world.static_map import StaticMap
-from occsim.world.traffic import Box
-
-GROUND_HEIGHT: float = 0.0  # the road surface, in metres of the ego frame (ego origin on it)
+from occsim.procedural.static_map import StaticMap
+from occsim.procedural.traffic import Box
 
 
 @functools.lru_cache(maxsize=4)
 def _grid_geometry(grid: GridSpec):
     centers = grid.bev_centers().reshape(-1, 2)
     z_centers = grid.lower[2] + (np.arange(grid.shape[2]) + 0.5) * grid.voxel_size
-    ground_index = int(np.floor((GROUND_HEIGHT - grid.lower[2]) / grid.voxel_size))
-    return centers, z_centers, ground_index
+    return centers, z_centers, grid.ground_index
 
 
-def render_frame(
+def voxelize_frame(
     static: StaticMap,
     ego_xy: np.ndarray,
     ego_yaw: float,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from occsim.geometry import wrap_angle
-from occsim.world.paths import Path2D, cubic_bezier, offset_polyline
-from occsim.world.roads import Road, RoadNetwork
+from occsim.procedural.paths import Path2D, cubic_bezier, offset_polyline
+from occsim.procedural.roads import Road, RoadNetwork
 
 TURN_THRESHOLD = 0.5  # rad of heading change that makes a connector a turn
 CROSSING_CLEARANCE = 3.5  # m kept free for a pedestrian crossing in front of a stop line

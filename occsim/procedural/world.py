@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from occsim import labels as L
 from occsim.geometry import local_to_world, poses_to_trajectory, wrap_angle
-from occsim.grid import EGO_HEIGHT, EGO_LENGTH, EGO_WIDTH, OCC3D_GRID, GridSpec
+from occsim.grid import (
+    EGO_HEIGHT,
+    EGO_LENGTH,
+    EGO_WIDTH,
+    FRAME_DT,
+    OCC3D_GRID,
+    EgoState,
+    GridSpec,
+)
+from occsim.procedural.config import SIMULATION_DT, WorldConfig
+from occsim.procedural.lanes import build_lane_graph
+from occsim.procedural.roads import generate_road_network
+from occsim.procedural.static_map import build_static_map
+from occsim.procedural.traffic import EGO_TYPE, Box, Traffic, Vehicle
+from occsim.procedural.voxelize import voxelize_frame
 from occsim.validation import check_trajectory
-from occsim.world.config import FRAME_DT, SIMULATION_DT, WorldConfig
-from occsim.world.lanes import build_lane_graph
-from occsim.world.render import render_frame
-from occsim.world.roads import generate_road_network
-from occsim.world.static_map import build_static_map
-from occsim.world.traffic import EGO_TYPE, Box, Traffic, Vehicle
 
 MANEUVERS: tuple[str, ...] = (
     "straight",
@@ -28,16 +34,6 @@ MANEUVERS: tuple[str, ...] = (
 )
 SUBSTEPS = round(FRAME_DT / SIMULATION_DT)
 WARMUP_SECONDS = 4.0
-
-
-@dataclass(frozen=True)
-class EgoState:
-    """Ego pose in the (unwrapped) world frame and its motion."""
-
-    x: float
-    y: float
-    yaw: float
-    speed: float
 
 
 class ProceduralWorld:
@@ -184,7 +180,9 @@ class ProceduralWorld:
     def render(self) -> np.ndarray:
         """Occupancy ``(200, 200, 16)`` uint8 of the current frame around the ego."""
         ego = self._require_ego()
-        return render_frame(self.static, ego.position, ego.heading, self.traffic.boxes(), self.grid)
+        return voxelize_frame(
+            self.static, ego.position, ego.heading, self.traffic.boxes(), self.grid
+        )
 
     def ego_box(self) -> Box:
         """The ego's footprint as a box in the world frame."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from occsim import labels as L
-from occsim.world.lanes import LaneGraph, Walkway
+from occsim.procedural.lanes import LaneGraph, Walkway
 
 IDM_MIN_GAP = 2.0  # m
 IDM_TIME_GAP = 1.2  # s

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from occsim.world.config import LANE_WIDTH, WorldConfig
-from occsim.world.paths import resample
+from occsim.procedural.config import LANE_WIDTH, WorldConfig
+from occsim.procedural.paths import resample
 
 
 @dataclass

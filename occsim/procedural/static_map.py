@@ -13,9 +13,9 @@ import numpy as np
 from scipy import ndimage
 
 from occsim import labels as L
-from occsim.world.config import WorldConfig
-from occsim.world.paths import Path2D
-from occsim.world.roads import RoadNetwork
+from occsim.procedural.config import WorldConfig
+from occsim.procedural.paths import Path2D
+from occsim.procedural.roads import RoadNetwork
 
 BUILDING_WALL = 0.8  # m of facade kept occupied; interiors are unobserved (free) in Occ3D
 
