@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from occsim.envs.rewards import EGO_HEIGHT_VOXELS
 from occsim.geometry import world_to_local
-from occsim.grid import FRAME_DT, OCC3D_GRID
-from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, OBSTACLE_CLASSES, OTHER_FLAT
+from occsim.grid import OCC3D_GRID
+from occsim.labels import DRIVEABLE_CLASSES, DYNAMIC_CLASSES, OBSTACLE_CLASSES
 
 STATIC_OBSTACLES = tuple(c for c in OBSTACLE_CLASSES if c not in DYNAMIC_CLASSES)
-MAX_MATCH_DISTANCE = 6.0  # metres in one frame (0.5 s): faster than any road user here
+MAX_MATCH_DISTANCE = 6.0  # metres between two frames: faster than any road user here
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -32,10 +31,10 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 def body_masks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(static, moving, driveable)`` boolean ``(X, Y)`` maps of one frame, with the height
     bands of the env's collision and off-road checks."""
-    body = frame[:, :, EGO_HEIGHT_VOXELS]
+    body = frame[:, :, OCC3D_GRID.ego_body_band]
     static = np.isin(body, STATIC_OBSTACLES).any(axis=-1)
     moving = np.isin(body, DYNAMIC_CLASSES).any(axis=-1)
-    driveable = np.isin(frame[:, :, 2], (DRIVEABLE_SURFACE, OTHER_FLAT))
+    driveable = np.isin(frame[:, :, OCC3D_GRID.ground_index], DRIVEABLE_CLASSES)
     return static, moving, driveable
 
 
@@ -49,10 +48,11 @@ def _blobs(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
 
 
 def blob_velocities(
-    previous: np.ndarray, current: np.ndarray, speed: float, yaw_rate: float
+    previous: np.ndarray, current: np.ndarray, speed: float, yaw_rate: float, frame_period: float
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Labels and count of the moving blobs of ``current`` and their velocities ``(n, 2)``
-    (m/s, current ego frame), from the ``previous`` frame's moving mask 0.5 s earlier.
+    (m/s, current ego frame), from the ``previous`` frame's moving mask ``frame_period``
+    seconds earlier.
 
     The ego drove ``speed * dt`` along its new heading and turned by ``yaw_rate * dt``
     between the frames (it follows its waypoints, heading along the motion). Unmatched blobs
@@ -63,20 +63,27 @@ def blob_velocities(
     _, previous_count, previous_centroids = _blobs(previous)
     if count == 0 or previous_count == 0:
         return labels, count, velocities
-    turn = yaw_rate * FRAME_DT
-    origin = speed * FRAME_DT * np.array([np.cos(turn), np.sin(turn)])
+    turn = yaw_rate * frame_period
+    origin = speed * frame_period * np.array([np.cos(turn), np.sin(turn)])
     previous_centroids = world_to_local(previous_centroids, origin, turn)
     distances = np.linalg.norm(centroids[:, None] - previous_centroids[None], axis=-1)
     nearest = distances.argmin(axis=1)
     matched = distances[np.arange(count), nearest] <= MAX_MATCH_DISTANCE
-    velocities[matched] = (centroids[matched] - previous_centroids[nearest[matched]]) / FRAME_DT
+    displacement = centroids[matched] - previous_centroids[nearest[matched]]
+    velocities[matched] = displacement / frame_period
     return labels, count, velocities
 
 
 def forecast_obstacles(
-    frames: np.ndarray, speed: float, yaw_rate: float, horizon: int, margin: int = 2
+    frames: np.ndarray,
+    speed: float,
+    yaw_rate: float,
+    horizon: int,
+    frame_period: float,
+    margin: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Obstacle maps ``(horizon, X, Y)`` at 0.5 s, 1 s, ... ahead and the driveable map.
+    """Obstacle maps ``(horizon, X, Y)`` one, two, ... frame periods ahead and the
+    driveable map.
 
     Args:
         frames: ``(K, X, Y, Z)`` observed occupancy, each frame in its own ego frame; the
@@ -84,12 +91,13 @@ def forecast_obstacles(
         speed, yaw_rate: the ego's motion between the last two frames (the ``ego``
             observation).
         horizon: frames to forecast.
+        frame_period: seconds between frames.
         margin: cells added around moving blobs (their size, and speed, are estimates).
     """
     static, moving, driveable = body_masks(frames[-1])
     if len(frames) > 1:
         labels, count, velocities = blob_velocities(
-            body_masks(frames[-2])[1], moving, speed, yaw_rate
+            body_masks(frames[-2])[1], moving, speed, yaw_rate, frame_period
         )
     else:
         labels, count = ndimage.label(moving, _EIGHT_CONNECTED)
@@ -100,7 +108,8 @@ def forecast_obstacles(
     for j in range(horizon):
         future = np.zeros_like(moving)
         for blob, velocity in zip(cells, velocities):
-            shift = np.round(velocity * FRAME_DT * (j + 1) / OCC3D_GRID.voxel_size).astype(int)
+            step = velocity * frame_period * (j + 1)
+            shift = np.round(step / OCC3D_GRID.voxel_size).astype(int)
             moved = blob + shift
             moved = moved[((moved >= 0) & (moved < size)).all(axis=1)]
             future[moved[:, 0], moved[:, 1]] = True

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
-from occsim.agents.scripted import DEFAULT_ACTION_SCALE, normalise
-from occsim.envs.wrappers import BicycleModel
+from occsim.agents.base import ControlSpec
+from occsim.envs.kinematics import BicycleModel
 
 
 @dataclass
@@ -25,18 +26,17 @@ class KeyboardState:
 
 
 class KeyboardAgent:
-    """Arrows / WASD steer and accelerate, space brakes, R resets, P pauses, Esc quits.
+    """Arrows / WASD steer and accelerate, space brakes, R resets, P pauses, Esc quits;
+    drives ``env`` (its action scale and frame period).
 
     :meth:`process_event` is pure (a pygame event in, the state updated), so tests feed
     it synthetic events; :meth:`act` turns the held keys into the env's waypoints through
     a kinematic bicycle from the observed speed.
     """
 
-    def __init__(
-        self, frames: int = 4, model: BicycleModel | None = None, action_scale=DEFAULT_ACTION_SCALE
-    ) -> None:
-        self.frames, self.action_scale = frames, action_scale
-        self.model = model or BicycleModel(max_speed=0.95 * action_scale[0] / (0.5 * frames))
+    def __init__(self, env: gym.Env, model: BicycleModel | None = None) -> None:
+        self.controls = ControlSpec.of(env)
+        self.model = model or self.controls.bicycle()
         self.state = KeyboardState()
 
     def reset(self, seed: int | None = None) -> None:
@@ -78,6 +78,6 @@ class KeyboardAgent:
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         speed = float(observation["ego"][0]) if "ego" in observation else 0.0
         waypoints = self.model.waypoints(
-            speed, self.state.throttle, self.state.steering, self.frames
+            speed, self.state.throttle, self.state.steering, self.controls.frames
         )
-        return normalise(waypoints, self.action_scale)
+        return self.controls.normalise(waypoints)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+from occsim.agents.base import ControlSpec
 from occsim.agents.forecast import body_masks, dilate, forecast_obstacles
-from occsim.agents.scripted import DEFAULT_ACTION_SCALE, normalise
-from occsim.envs.wrappers import BicycleModel
+from occsim.envs.kinematics import BicycleModel
+from occsim.envs.occsora_env import OccSoraEnv
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, OCC3D_GRID
 
 # Points sampled over the ego box (length x width) to test a pose against a BEV map, half a
@@ -111,15 +113,16 @@ class PlannerAgent:
     from the last two observed frames (``scorer="occupancy"``: static structure stays,
     road users move on at their observed velocity, see :mod:`occsim.agents.forecast`); with
     ``scorer="world_model"`` the step's poses are judged instead against the frames the
-    world model generates for each candidate (rolled through the env's pipeline as one
-    batch; pass ``env``). Forecast road users are grown by ``moving_margin`` cells (0.4 m
+    world model imagines for each candidate (``env.imagine``, one batch, nothing committed;
+    ``env`` must be the learned world). The step length, action scale and frame period come
+    from ``env``. Forecast road users are grown by ``moving_margin`` cells (0.4 m
     each): 4 gave 0 % collisions on Procedural-v0 and fewer in the blurrier learned world
     than 2 did (BENCHMARKS.md).
     """
 
     def __init__(
         self,
-        frames: int = 4,
+        env: gym.Env,
         population: int = 64,
         elites: int = 8,
         iterations: int = 3,
@@ -128,23 +131,22 @@ class PlannerAgent:
         costs: PlannerCosts | None = None,
         model: BicycleModel | None = None,
         scorer: str = "occupancy",
-        env: Any = None,
-        action_scale=DEFAULT_ACTION_SCALE,
         seed: int | None = None,
     ) -> None:
         if scorer not in ("occupancy", "world_model"):
             raise ValueError(f"scorer must be 'occupancy' or 'world_model', got {scorer!r}")
-        if scorer == "world_model" and env is None:
-            raise ValueError("scorer='world_model' needs the OccSora env (env=...)")
+        if scorer == "world_model" and not isinstance(env.unwrapped, OccSoraEnv):
+            raise ValueError("scorer='world_model' needs the learned env (occsim/OccSora-v0)")
         if not 0 < elites <= population:
             raise ValueError(f"need 0 < elites <= population, got {elites} and {population}")
-        self.frames, self.population, self.elites = frames, population, elites
+        self.controls = ControlSpec.of(env)
+        self.frames, self.population, self.elites = self.controls.frames, population, elites
         self.iterations, self.lookahead = iterations, lookahead
         self.moving_margin = moving_margin
         self.costs = costs or PlannerCosts()
         # Capped so that a step's waypoints stay within reach of the action (20 m in 2 s).
-        self.model = model or BicycleModel(max_speed=0.95 * action_scale[0] / (0.5 * frames))
-        self.scorer, self.env, self.action_scale = scorer, env, action_scale
+        self.model = model or self.controls.bicycle()
+        self.scorer, self.env = scorer, env
         self.rng = np.random.default_rng(seed)
         self.last_plan: np.ndarray | None = None
 
@@ -161,7 +163,7 @@ class PlannerAgent:
         frames = np.asarray(observation["occupancy"])
         horizon = self.frames + self.lookahead
         obstacles, driveable = forecast_obstacles(
-            frames, speed, yaw_rate, horizon, self.moving_margin
+            frames, speed, yaw_rate, horizon, self.controls.frame_period, self.moving_margin
         )
         mean, std = np.zeros(4), np.array([0.6, 0.7, 0.6, 0.7])
         best, best_cost = np.zeros(4), np.inf
@@ -176,14 +178,14 @@ class PlannerAgent:
             mean, std = elite.mean(axis=0), elite.std(axis=0) + 0.05
         waypoints = self.model.waypoints(speed, *best[:2], self.frames)
         self.last_plan = waypoints
-        return normalise(waypoints, self.action_scale)
+        return self.controls.normalise(waypoints)
 
     def _score(
         self, obstacles: np.ndarray, driveable: np.ndarray, speed: float, controls: np.ndarray
     ) -> np.ndarray:
         horizon = self.frames + self.lookahead
         poses = rollout_poses(self.model, speed, controls, self.frames, horizon)
-        # Pose j is 0.5 (j + 1) s ahead: judged against the obstacles forecast for then.
+        # Pose j is j + 1 frames ahead: judged against the obstacles forecast for then.
         hit, off = zip(*(pose_costs(poses[:, j], obstacles[j], driveable) for j in range(horizon)))
         hit, off = np.stack(hit, 1), np.stack(off, 1)
         if self.scorer == "world_model":
@@ -197,7 +199,8 @@ class PlannerAgent:
             np.concatenate([np.zeros((len(poses), 1, 2)), poses[:, : self.frames, :2]], 1), axis=1
         )
         progress = np.minimum(
-            np.hypot(*steps.transpose(2, 0, 1)).sum(1), self.costs.target_speed * 0.5 * self.frames
+            np.hypot(*steps.transpose(2, 0, 1)).sum(1),
+            self.costs.target_speed * self.controls.step_seconds,
         )
         return (
             self.costs.collision * (hit * weights).sum(1)
@@ -208,23 +211,19 @@ class PlannerAgent:
         )
 
     def _world_model_flags(self, controls: np.ndarray, speed: float):
-        """Generate each candidate's frames with the env's world model (one batch) and test
+        """Imagine each candidate's frames with the env's world model (one batch) and test
         the ego box against each frame generated for it (centred on the ego's pose then)."""
-        env = self.env.unwrapped
-        waypoints = [self.model.waypoints(speed, *c[:2], self.frames) for c in controls]
-        plans = [env.plan(normalise(w, self.action_scale)) for w in waypoints]
-        trajectories = np.stack([plan.trajectory for plan in plans])
-        with torch.no_grad():
-            out = env.pipe(
-                trajectories[:, :, :2],
-                context=env.learned.latents.expand(len(controls), -1, -1, -1, -1),
-                num_inference_steps=env.config.num_inference_steps,
-                guidance_scale=env.config.guidance_scale,
-                generator=torch.Generator().manual_seed(int(self.rng.integers(2**31))),
-            )
+        actions = np.stack(
+            [
+                self.controls.normalise(self.model.waypoints(speed, *c[:2], self.frames))
+                for c in controls
+            ]
+        )
+        generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        imagined = self.env.unwrapped.imagine(actions, generator)
         hit = np.zeros((len(controls), self.frames), dtype=bool)
         off = np.zeros((len(controls), self.frames), dtype=bool)
-        for n, frames in enumerate(out.occupancy):
+        for n, frames in enumerate(imagined):
             for k in range(self.frames):
                 # Frame k is centred on the ego at pose k: test the box at the origin.
                 h, o = pose_costs(np.zeros((1, 3)), *bev_maps(frames[k]))

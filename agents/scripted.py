@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from occsim.envs.wrappers import BicycleModel
+from occsim.agents.base import ControlSpec
+from occsim.envs.kinematics import BicycleModel
 
 # (acceleration, steering) held by each manoeuvre, normalised as in BicycleControl.
 MANEUVER_COMMANDS: dict[str, tuple[float, float]] = {
@@ -18,12 +20,6 @@ MANEUVER_COMMANDS: dict[str, tuple[float, float]] = {
     "stop": (-0.6, 0.0),
     "accelerate": (0.5, 0.0),
 }
-DEFAULT_ACTION_SCALE = (20.0, 10.0)
-
-
-def normalise(waypoints: np.ndarray, action_scale=DEFAULT_ACTION_SCALE) -> np.ndarray:
-    """Metric waypoints ``(K, 2)`` -> the env's normalised action, clipped to [-1, 1]."""
-    return np.clip(waypoints / np.asarray(action_scale), -1.0, 1.0).astype(np.float32)
 
 
 class RandomAgent:
@@ -42,15 +38,14 @@ class RandomAgent:
 
 
 class ConstantSpeedAgent:
-    """Straight ahead at a fixed speed (m/s)."""
+    """Straight ahead at a fixed speed (m/s) in ``env``."""
 
-    def __init__(
-        self, speed: float = 8.0, frames: int = 4, action_scale=DEFAULT_ACTION_SCALE
-    ) -> None:
+    def __init__(self, env: gym.Env, speed: float = 8.0) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0 m/s, got {speed}")
-        x = speed * 0.5 * np.arange(1, frames + 1)
-        self._action = normalise(np.stack([x, np.zeros(frames)], axis=1), action_scale)
+        controls = ControlSpec.of(env)
+        x = speed * controls.frame_period * np.arange(1, controls.frames + 1)
+        self._action = controls.normalise(np.stack([x, np.zeros(controls.frames)], axis=1))
 
     def reset(self, seed: int | None = None) -> None:
         pass
@@ -60,21 +55,21 @@ class ConstantSpeedAgent:
 
 
 class ManeuverAgent:
-    """Drives one manoeuvre (``straight``, ``left``, ``right``, ``stop``, ``accelerate``)
-    through a kinematic bicycle from the observed speed (``observation["ego"][0]``)."""
+    """Drives one manoeuvre (``straight``, ``left``, ``right``, ``stop``, ``accelerate``) in
+    ``env`` through a kinematic bicycle from the observed speed (``observation["ego"][0]``)."""
 
     def __init__(
         self,
+        env: gym.Env,
         maneuver: str = "straight",
-        frames: int = 4,
         initial_speed: float = 6.0,
         model: BicycleModel | None = None,
-        action_scale=DEFAULT_ACTION_SCALE,
     ) -> None:
         if maneuver not in MANEUVER_COMMANDS:
             raise ValueError(f"maneuver {maneuver!r} not in {sorted(MANEUVER_COMMANDS)}")
-        self.maneuver, self.frames, self.initial_speed = maneuver, frames, initial_speed
-        self.model, self.action_scale = model or BicycleModel(), action_scale
+        self.maneuver, self.initial_speed = maneuver, initial_speed
+        self.controls = ControlSpec.of(env)
+        self.model = model or BicycleModel(frame_period=self.controls.frame_period)
 
     def reset(self, seed: int | None = None) -> None:
         pass
@@ -82,5 +77,5 @@ class ManeuverAgent:
     def act(self, observation: dict[str, Any]) -> np.ndarray:
         speed = float(observation["ego"][0]) if "ego" in observation else self.initial_speed
         acceleration, steering = MANEUVER_COMMANDS[self.maneuver]
-        waypoints = self.model.waypoints(speed, acceleration, steering, self.frames)
-        return normalise(waypoints, self.action_scale)
+        waypoints = self.model.waypoints(speed, acceleration, steering, self.controls.frames)
+        return self.controls.normalise(waypoints)

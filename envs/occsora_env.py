@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
+from occsim.envs.base import OccEnv
 from occsim.envs.config import OccEnvConfig
 from occsim.envs.kinematics import follow_waypoints, states_from_trajectory, window_trajectory
-from occsim.envs.learned_world import LearnedWorld, load_pipeline
-from occsim.envs.procedural_env import ProceduralEnv
 from occsim.grid import FRAME_DT, EgoState
 from occsim.pipeline import OccSoraPipeline
-from occsim.procedural import WorldConfig
+from occsim.procedural import starting_scene
 from occsim.validation import check_occupancy, check_trajectory
+from occsim.world_model import Window, WorldModelRollout, load_world_model
 
 STARTS = ("procedural", "clip", "noise")
-RESET_OPTIONS = ("start", "maneuver", "clip", "trajectory")
+if TYPE_CHECKING:
+    from occsim.procedural import WorldConfig
+
 DEFAULT_START_SPEED = 5.0  # m/s of the straight trajectory a noise start is generated along
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepPlan:
     """One step before generation: metric ``waypoints (K, 2)``, the ego ``states`` they
     lead to and the DiT window's ``trajectory (T, 3)`` (history and new poses)."""
@@ -33,13 +34,104 @@ class StepPlan:
     trajectory: np.ndarray
 
 
-class OccSoraEnv(ProceduralEnv):
+class LearnedBackend:
+    """The world model as an env backend: a :class:`WorldModelRollout` plus the ego poses
+    of its history. After a reset it sees nothing but its own generated frames."""
+
+    name = "learned world"
+    reset_options = ("start", "maneuver", "clip", "trajectory")
+
+    def __init__(
+        self, config: OccEnvConfig, world_config: WorldConfig | None, pipe: OccSoraPipeline
+    ) -> None:
+        self.config, self.world_config = config, world_config
+        self.rollout = WorldModelRollout(
+            pipe, config.frames_per_step, config.num_inference_steps, config.guidance_scale
+        )
+        if self.rollout.history_frames > config.frames_per_step:
+            raise ValueError(
+                f"the DiT keeps {self.rollout.history_frames} frames of context but a step "
+                f"observes only frames_per_step={config.frames_per_step}; raise it"
+            )
+        self._history: list[EgoState] = []
+
+    def reset(
+        self, rng: np.random.Generator, options: dict[str, Any]
+    ) -> tuple[np.ndarray, list[EgoState], int | None]:
+        start = options.get("start", "procedural")
+        if start not in STARTS:
+            raise ValueError(f"start {start!r} not in {STARTS}")
+        map_seed = None
+        if start == "procedural":
+            map_seed = self.config.map_seed
+            if map_seed is None:
+                map_seed = int(rng.integers(2**31))
+            frames, states = starting_scene(
+                map_seed,
+                int(rng.integers(2**31)),
+                options.get("maneuver", "straight"),
+                self.config.frames_per_step,
+                self.world_config,
+            )
+        elif start == "clip":
+            frames, states = self._clip(options.get("clip"))
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        if start == "noise":
+            states = states_from_trajectory(self._noise_trajectory(options.get("trajectory")))
+            frames = self.rollout.start_from_noise(window_trajectory(states), generator)
+        else:
+            self.rollout.start(frames, generator)
+        k = self.config.frames_per_step
+        self._history = states[-self.rollout.history_frames :]
+        return frames[-k:], states[-k:], map_seed
+
+    def _clip(self, clip: Any) -> tuple[np.ndarray, list[EgoState]]:
+        if not isinstance(clip, dict) or not {"occupancy", "trajectory"} <= set(clip):
+            raise ValueError("start='clip' needs options['clip'] = {'occupancy', 'trajectory'}")
+        occupancy = check_occupancy(np.asarray(clip["occupancy"]), "clip occupancy", ndim=4)
+        trajectory = check_trajectory(np.asarray(clip["trajectory"])[None], "clip trajectory")[0]
+        frames, factor = occupancy.shape[0], self.rollout.temporal_factor
+        if frames % factor or frames < self.config.frames_per_step or len(trajectory) != frames:
+            raise ValueError(
+                f"clip has {frames} frames and {len(trajectory)} poses; expected equal counts, "
+                f"a multiple of {factor} and at least {self.config.frames_per_step}"
+            )
+        return occupancy, states_from_trajectory(trajectory)
+
+    def _noise_trajectory(self, trajectory: Any) -> np.ndarray:
+        frames = self.rollout.window_frames
+        if trajectory is None:
+            distance = DEFAULT_START_SPEED * FRAME_DT * np.arange(frames)
+            return np.stack([distance, np.zeros(frames)], axis=1)
+        trajectory = check_trajectory(np.asarray(trajectory, dtype=np.float64)[None], "trajectory")
+        if trajectory.shape[1] != frames:
+            raise ValueError(f"start='noise' needs a trajectory of {frames} poses")
+        return trajectory[0]
+
+    def plan(self, start: EgoState, waypoints: np.ndarray) -> StepPlan:
+        """The ego follows its waypoints exactly; the window covers history and new poses."""
+        states = follow_waypoints(start, waypoints)
+        return StepPlan(waypoints, states, window_trajectory(self._history + states))
+
+    def finish(self, plan: StepPlan, window: Window) -> tuple[np.ndarray, list[EgoState]]:
+        """Commit the window generated for ``plan``; returns its frames and ego states."""
+        frames = self.rollout.commit(window)
+        self._history = (self._history + plan.states)[-self.rollout.history_frames :]
+        return frames, plan.states
+
+    def advance(self, start: EgoState, waypoints: np.ndarray) -> tuple[np.ndarray, list[EgoState]]:
+        plan = self.plan(start, waypoints)
+        return self.finish(plan, self.rollout.propose(plan.trajectory))
+
+
+class OccSoraEnv(OccEnv):
     """Drive the learned world: each step generates the next K frames along the action.
 
     The DiT continues the latent history (a sliding window of clean context frames) along
-    the commanded waypoints; the causal tokenizer decodes only the new frames. The action
-    and observation spaces, rewards and episode ends are those of ``occsim/Procedural-v0``
-    (see :class:`ProceduralEnv`), judged on the generated occupancy.
+    the commanded waypoints; the causal tokenizer decodes only the new frames (see
+    :class:`~occsim.world_model.WorldModelRollout`). Spaces, rewards and episode ends are
+    those of every occsim env (:class:`~occsim.envs.base.OccEnv`), judged on the generated
+    occupancy.
 
     ## Starting State
     ``options={"start": ...}``:
@@ -58,8 +150,10 @@ class OccSoraEnv(ProceduralEnv):
     ``torch.Generator`` seeded from it), so a seed fixes the episode.
 
     ## Arguments
-    As :class:`ProceduralEnv`, plus ``pipeline`` (an :class:`OccSoraPipeline`, overriding
-    ``config.pipeline_path``; share one between envs to save memory).
+    ``config`` (:class:`OccEnvConfig`) or its fields as keyword arguments, ``render_mode``,
+    ``world_config`` (of the procedural starting scenes), ``pipeline`` (an
+    :class:`OccSoraPipeline`, overriding ``config.pipeline_path``; share one between envs to
+    save memory).
     """
 
     def __init__(
@@ -70,103 +164,32 @@ class OccSoraEnv(ProceduralEnv):
         pipeline: OccSoraPipeline | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(config, render_mode, world_config, **kwargs)
-        self.pipe = pipeline if pipeline is not None else load_pipeline(self.config)
-        self.learned = LearnedWorld(self.pipe, self.config.frames_per_step)
-        if self.learned.history_frames > self.config.frames_per_step:
-            raise ValueError(
-                f"the DiT keeps {self.learned.history_frames} frames of context but a step "
-                f"observes only frames_per_step={self.config.frames_per_step}; raise it"
+        config = OccEnvConfig.from_kwargs(config, **kwargs)
+        if pipeline is None:
+            pipeline = load_world_model(
+                config.pipeline_path, config.scheduler, config.device, config.dtype
             )
-        self._history: list[EgoState] = []
-        self._generator = torch.Generator()
-
-    # ------------------------------------------------------------------ episode
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(RESET_OPTIONS)}")
-        start = options.pop("start", "procedural")
-        if start not in STARTS:
-            raise ValueError(f"start {start!r} not in {STARTS}")
-        if start == "procedural":
-            maneuver = {"maneuver": options.get("maneuver", "straight")}
-            super().reset(seed=seed, options=maneuver)
-            frames, states = self._frames, list(self._states)
-        else:
-            gym.Env.reset(self, seed=seed)
-            self._world = None
-        self._generator = torch.Generator().manual_seed(int(self.np_random.integers(2**62)))
-        k = self.config.frames_per_step
-        if start == "procedural":
-            self.learned.start_from_occupancy(frames)
-        elif start == "clip":
-            frames, states = self._clip_start(options.get("clip"))
-        else:
-            trajectory = self._noise_trajectory(options.get("trajectory"))
-            states = states_from_trajectory(trajectory)
-            generated = self.learned.generate(
-                window_trajectory(states),
-                self._generator,
-                self.config.num_inference_steps,
-                self.config.guidance_scale,
-                context=False,
-            )
-            frames = generated[-k:]
-        self._history = states[-self.learned.history_frames :]
-        self._begin(frames[-k:], states[-k:])
-        return self._observation(), self._info({}, False, False)
-
-    def _clip_start(self, clip: Any) -> tuple[np.ndarray, list[EgoState]]:
-        if not isinstance(clip, dict) or not {"occupancy", "trajectory"} <= set(clip):
-            raise ValueError("start='clip' needs options['clip'] = {'occupancy', 'trajectory'}")
-        occupancy = check_occupancy(np.asarray(clip["occupancy"]), "clip occupancy", ndim=4)
-        trajectory = check_trajectory(np.asarray(clip["trajectory"])[None], "clip trajectory")[0]
-        frames, factor = occupancy.shape[0], self.learned.temporal_factor
-        if frames % factor or frames < self.config.frames_per_step or len(trajectory) != frames:
-            raise ValueError(
-                f"clip has {frames} frames and {len(trajectory)} poses; expected equal counts, "
-                f"a multiple of {factor} and at least {self.config.frames_per_step}"
-            )
-        self.learned.start_from_occupancy(occupancy)
-        return occupancy, states_from_trajectory(trajectory)
-
-    def _noise_trajectory(self, trajectory: Any) -> np.ndarray:
-        frames = self.learned.window_frames
-        if trajectory is None:
-            distance = DEFAULT_START_SPEED * FRAME_DT * np.arange(frames)
-            return np.stack([distance, np.zeros(frames)], axis=1)
-        trajectory = check_trajectory(np.asarray(trajectory, dtype=np.float64)[None], "trajectory")
-        if trajectory.shape[1] != frames:
-            raise ValueError(f"start='noise' needs a trajectory of {frames} poses")
-        return trajectory[0]
-
-    def step(self, action):
-        if not self._history:
-            raise RuntimeError("call reset() before step()")
-        plan = self.plan(action)
-        frames = self.learned.generate(
-            plan.trajectory,
-            self._generator,
-            self.config.num_inference_steps,
-            self.config.guidance_scale,
-        )
-        return self.commit(frames, plan)
+        backend = LearnedBackend(config, world_config, pipeline)
+        super().__init__(backend, config, render_mode)
 
     @property
-    def generator(self) -> torch.Generator:
-        """The episode's diffusion noise source (seeded from ``self.np_random``)."""
-        return self._generator
+    def rollout(self) -> WorldModelRollout:
+        """The episode of the learned world this env drives."""
+        return self._backend.rollout
 
     # The vector env batches the DiT across envs between these two halves of a step.
     def plan(self, action: Any) -> StepPlan:
-        """Validate an action; the ego follows its waypoints exactly."""
-        waypoints = self._waypoints(action)
-        states = follow_waypoints(self._states[-1], waypoints)
-        return StepPlan(waypoints, states, window_trajectory(self._history + states))
+        """Validate an action and plan the step: the ego follows its waypoints exactly."""
+        return self._backend.plan(self.ego_state, self._waypoints(action))
 
-    def commit(self, frames: np.ndarray, plan: StepPlan):
-        """Finish a step once its frames are generated; returns the step tuple."""
-        self._history = (self._history + plan.states)[-self.learned.history_frames :]
-        return self._finish_step(frames, plan.states, plan.waypoints)
+    def step_window(self, plan: StepPlan, window: Window):
+        """Finish the step of ``plan`` with the window generated for it (by
+        :meth:`WorldModelRollout.propose` or ``propose_together``); the step tuple."""
+        return self._finish_step(*self._backend.finish(plan, window))
+
+    def imagine(self, actions: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """The frames ``(N, K, X, Y, Z)`` the world model generates for each of N candidate
+        actions ``(N, K, 2)`` from the current state (one batch); the episode is unchanged.
+        Frame k of a candidate is centred on the ego at its k-th waypoint."""
+        plans = [self.plan(action) for action in np.asarray(actions)]
+        return self.rollout.imagine(np.stack([plan.trajectory for plan in plans]), generator)

@@ -2,76 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
+from occsim.envs.base import OccEnv
 from occsim.envs.config import OccEnvConfig
-from occsim.envs.rewards import reward_terms
-from occsim.geometry import wrap_angle
-from occsim.grid import FRAME_DT, OCC3D_GRID, EgoState
-from occsim.labels import FREE_ID
-from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
-from occsim.render import render_bev, top_visible
-
-RESET_OPTIONS = ("maneuver",)
-# Bounds of the ego vector: speed, yaw rate, acceleration (an action of 1 is 40 m/s).
-EGO_LOW = np.array([0.0, -20.0, -500.0], dtype=np.float32)
-EGO_HIGH = np.array([100.0, 20.0, 500.0], dtype=np.float32)
+from occsim.grid import EgoState
+from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig, opening_frames
 
 
-def _finite_action(action: Any, shape: tuple[int, int]) -> np.ndarray:
-    array = np.asarray(action, dtype=np.float64)
-    if array.shape != shape:
-        raise ValueError(
-            f"action must have shape {shape} (K waypoints x (x, y)), got {array.shape}"
+class ProceduralBackend:
+    """The procedural world as an env backend: exact frames for any waypoints, with traffic
+    that reacts to the ego. One map is kept while episodes reuse its seed."""
+
+    name = "procedural world"
+    reset_options = ("maneuver",)
+
+    def __init__(self, config: OccEnvConfig, world_config: WorldConfig) -> None:
+        self.config, self.world_config = config, world_config
+        self._world: ProceduralWorld | None = None
+        self._map_seed: int | None = None
+
+    def reset(
+        self, rng: np.random.Generator, options: dict[str, Any]
+    ) -> tuple[np.ndarray, list[EgoState], int]:
+        maneuver = options.get("maneuver", "straight")
+        if maneuver not in MANEUVERS:
+            raise ValueError(f"maneuver {maneuver!r} not in {MANEUVERS}")
+        map_seed = self.config.map_seed
+        if map_seed is None:
+            map_seed = int(rng.integers(2**31))
+        if self._world is None or map_seed != self._map_seed:
+            self._world, self._map_seed = ProceduralWorld(map_seed, self.world_config), map_seed
+        episode_seed = int(rng.integers(2**31))
+        frames, states = opening_frames(
+            self._world, episode_seed, maneuver, self.config.frames_per_step
         )
-    if not np.all(np.isfinite(array)):
-        raise ValueError("action must be finite, got NaN or inf")
-    return np.clip(array, -1.0, 1.0)
+        return frames, states, map_seed
+
+    def advance(self, start: EgoState, waypoints: np.ndarray) -> tuple[np.ndarray, list[EgoState]]:
+        if self._world is None:
+            raise RuntimeError("call reset() before step()")
+        frames: list[np.ndarray] = []
+        states = self._world.step(waypoints, frames)
+        return np.stack(frames), states
 
 
-class ProceduralEnv(gym.Env):
-    """Drive the procedural world: each step moves the ego through K waypoints.
-
-    ## Action Space
-    ``Box(-1, 1, (K, 2), float32)``: the next K ego positions, 0.5 s apart, in the ego frame
-    at the start of the step (x forward, y left), scaled by ``config.action_scale`` (default
-    20 m in x, 10 m in y). ``BicycleControl`` and ``MetaActions`` wrappers give other
-    controls.
-
-    ## Observation Space
-    A ``Dict`` with the keys of ``config.observation_keys``:
-
-    | key | space | meaning |
-    |---|---|---|
-    | ``occupancy`` | ``Box(0, 17, (K, 200, 200, 16), uint8)`` | the K frames of the step |
-    | ``ego`` | ``Box(EGO_LOW, EGO_HIGH, (3,), float32)`` | speed, yaw rate, acceleration |
-
-    (speed in m/s, yaw rate in rad/s, acceleration in m/s^2, clipped to the box)
-    | ``bev`` | ``Box(0, 17, (200, 200), uint8)`` | top visible class of the last frame |
-
-    ## Rewards
-    A weighted sum of ``progress`` (metres along the starting heading), ``collision``,
-    ``offroad`` and ``comfort`` (jerk), each reported in ``info["rewards"]``.
+class ProceduralEnv(OccEnv):
+    """Drive the exact procedural world: each step moves the ego through K waypoints and
+    the traffic reacts (see :class:`~occsim.envs.base.OccEnv` for spaces, rewards and
+    episode ends).
 
     ## Starting State
     A procedural map (``config.map_seed`` or drawn from the seed), the ego on a lane with
     traffic around; the first observation holds K frames of the ego driving itself
     (``options={"maneuver": ...}``, default ``"straight"``).
 
-    ## Episode End
-    Terminated on a collision or with no driveable surface under the ego; truncated by
-    ``max_episode_steps`` given at registration (100 steps, 200 s).
-
     ## Arguments
-    ``config`` (:class:`OccEnvConfig`) or its fields as keyword arguments, ``render_mode``
-    (``"rgb_array"`` for BEV frames, ``"human"`` for a window), ``world_config``.
+    ``config`` (:class:`OccEnvConfig`) or its fields as keyword arguments, ``render_mode``,
+    ``world_config`` (:class:`~occsim.procedural.WorldConfig`).
     """
-
-    metadata: ClassVar[dict] = {"render_modes": ["human", "rgb_array"], "render_fps": 2}
 
     def __init__(
         self,
@@ -80,161 +71,6 @@ class ProceduralEnv(gym.Env):
         world_config: WorldConfig | None = None,
         **kwargs: Any,
     ) -> None:
-        self.config = OccEnvConfig.from_kwargs(config, **kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
-        self.render_mode = render_mode
-        self.world_config = world_config or WorldConfig()
-        k = self.config.frames_per_step
-        self.action_space = spaces.Box(-1.0, 1.0, (k, 2), dtype=np.float32)
-        all_spaces = {
-            "occupancy": spaces.Box(0, FREE_ID, (k, *OCC3D_GRID.shape), dtype=np.uint8),
-            "ego": spaces.Box(EGO_LOW, EGO_HIGH, dtype=np.float32),
-            "bev": spaces.Box(0, FREE_ID, OCC3D_GRID.shape[:2], dtype=np.uint8),
-        }
-        self.observation_space = spaces.Dict(
-            {key: all_spaces[key] for key in self.config.observation_keys}
-        )
-        self._world: ProceduralWorld | None = None
-        self._map_seed: int | None = None
-        self._frames: np.ndarray | None = None
-        self._states: list[EgoState] = []
-        self._acceleration = 0.0
-        self._last_waypoints: np.ndarray | None = None
-        self._window = None
-
-    # ------------------------------------------------------------------ episode
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; valid: {list(RESET_OPTIONS)}")
-        maneuver = options.get("maneuver", "straight")
-        if maneuver not in MANEUVERS:
-            raise ValueError(f"maneuver {maneuver!r} not in {MANEUVERS}")
-        map_seed = self.config.map_seed
-        if map_seed is None:
-            map_seed = int(self.np_random.integers(2**31))
-        if self._world is None or map_seed != self._map_seed:
-            self._world, self._map_seed = ProceduralWorld(map_seed, self.world_config), map_seed
-        self._world.reset(int(self.np_random.integers(2**31)), maneuver)
-        frames, states = [], []
-        for t in range(self.config.frames_per_step):
-            if t:
-                self._world.step_scripted()
-            frames.append(self._world.render())
-            states.append(self._world.ego_state)
-        self._begin(np.stack(frames), states)
-        return self._observation(), self._info({}, False, False)
-
-    def _begin(self, frames: np.ndarray, states: list[EgoState]) -> None:
-        """Start an episode from its first K frames and the ego states there."""
-        self._frames, self._states = frames, states
-        self._acceleration = 0.0
-        self._last_waypoints = None
-
-    def step(self, action):
-        if self._world is None:
-            raise RuntimeError("call reset() before step()")
-        waypoints = self._waypoints(action)
-        frames: list[np.ndarray] = []
-        states = self._world.step(waypoints, frames)
-        return self._finish_step(np.stack(frames), states, waypoints)
-
-    def _waypoints(self, action: Any) -> np.ndarray:
-        """Metric waypoints ``(K, 2)`` of a validated, clipped action."""
-        action = _finite_action(action, (self.config.frames_per_step, 2))
-        return action * np.asarray(self.config.action_scale)
-
-    def _finish_step(self, frames: np.ndarray, states: list[EgoState], waypoints: np.ndarray):
-        """Rewards, termination, observation and info once the world moved on by K frames."""
-        start = self._states[-1]
-        self._frames = frames
-        speeds = np.array([start.speed] + [s.speed for s in states])
-        accelerations = np.diff(speeds) / FRAME_DT
-        jerk = float(np.abs(np.diff(np.concatenate([[self._acceleration], accelerations]))).sum())
-        self._acceleration = float(accelerations[-1])
-        end = states[-1]
-        heading = np.array([np.cos(start.yaw), np.sin(start.yaw)])
-        progress = float(np.dot([end.x - start.x, end.y - start.y], heading))
-        terms, terminated = reward_terms(self._frames, progress, jerk, self.config.rewards)
-        self._states = self._states[-1:] + states
-        self._last_waypoints = waypoints
-        observation = self._observation()
-        if self.render_mode == "human":
-            self.render()
-        return (
-            observation,
-            float(sum(terms.values())),
-            terminated,
-            False,
-            self._info(terms, *self._flags(terms)),
-        )
-
-    # ------------------------------------------------------------------ views
-    @property
-    def ego_state(self) -> EgoState:
-        """The ego's pose and speed at the last frame."""
-        if not self._states:
-            raise RuntimeError("call reset() first: the episode has no ego state yet")
-        return self._states[-1]
-
-    def _ego_vector(self) -> np.ndarray:
-        last, previous = self._states[-1], self._states[-2] if len(self._states) > 1 else None
-        yaw_rate = 0.0
-        if previous is not None:
-            yaw_rate = float(wrap_angle(last.yaw - previous.yaw)) / FRAME_DT
-        vector = np.array([last.speed, yaw_rate, self._acceleration], dtype=np.float32)
-        return np.clip(vector, EGO_LOW, EGO_HIGH)
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        views = {
-            "occupancy": lambda: self._frames,
-            "ego": self._ego_vector,
-            "bev": lambda: top_visible(self._frames[-1])[0],
-        }
-        return {key: views[key]() for key in self.config.observation_keys}
-
-    @staticmethod
-    def _flags(terms: dict[str, float]) -> tuple[bool, bool]:
-        return terms.get("collision", 0.0) != 0.0, terms.get("offroad", 0.0) != 0.0
-
-    def _info(self, terms: dict[str, float], collision: bool, off: bool) -> dict[str, Any]:
-        last = self._states[-1]
-        return {
-            "rewards": dict(terms),
-            "collision": collision,
-            "offroad": off,
-            "ego_pose": np.array([last.x, last.y, last.yaw], dtype=np.float64),
-            "map_seed": self._map_seed,
-        }
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None or self._frames is None:
-            return None
-        image = render_bev(self._frames[-1], trajectory=None)
-        if self.render_mode == "rgb_array":
-            return image
-        return self._show(image)
-
-    def _show(self, image: np.ndarray) -> None:
-        try:
-            import pygame
-        except ImportError as error:  # pragma: no cover - pygame is a dependency
-            raise ImportError("render_mode='human' needs pygame: pip install pygame") from error
-        if self._window is None:
-            pygame.display.init()
-            self._window = pygame.display.set_mode(image.shape[1::-1])
-            pygame.display.set_caption("occsim: procedural world")
-        pygame.event.pump()
-        self._window.blit(pygame.surfarray.make_surface(image.swapaxes(0, 1)), (0, 0))
-        pygame.display.flip()
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        config = OccEnvConfig.from_kwargs(config, **kwargs)
+        backend = ProceduralBackend(config, world_config or WorldConfig())
+        super().__init__(backend, config, render_mode)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from occsim.envs.config import OccEnvConfig
-from occsim.envs.learned_world import load_pipeline
 from occsim.envs.occsora_env import OccSoraEnv
 from occsim.pipeline import OccSoraPipeline
-from occsim.procedural import WorldConfig
+from occsim.world_model import load_world_model, propose_together
+
+if TYPE_CHECKING:
+    from occsim.procedural import WorldConfig
 
 
 class OccSoraVectorEnv(VectorEnv):
@@ -44,9 +45,14 @@ class OccSoraVectorEnv(VectorEnv):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         config = OccEnvConfig.from_kwargs(config, **kwargs)
-        pipe = pipeline if pipeline is not None else load_pipeline(config)
-        self.envs = [OccSoraEnv(config, render_mode, world_config, pipe) for _ in range(num_envs)]
-        self.pipe, self.config, self.num_envs = pipe, config, num_envs
+        if pipeline is None:
+            pipeline = load_world_model(
+                config.pipeline_path, config.scheduler, config.device, config.dtype
+            )
+        self.envs = [
+            OccSoraEnv(config, render_mode, world_config, pipeline) for _ in range(num_envs)
+        ]
+        self.config, self.num_envs = config, num_envs
         self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -104,19 +110,10 @@ class OccSoraVectorEnv(VectorEnv):
         (no autoreset); returns each env's step tuple."""
         envs = [self.envs[i] for i in indices]
         plans = [env.plan(actions[i]) for env, i in zip(envs, indices)]
-        out = self.pipe(
-            np.stack([plan.trajectory[:, :2] for plan in plans]),
-            context=torch.cat([env.learned.latents for env in envs]),
-            num_inference_steps=self.config.num_inference_steps,
-            guidance_scale=self.config.guidance_scale,
-            generator=[env.generator for env in envs],
-            output_type="latent",
+        windows = propose_together(
+            [env.rollout for env in envs], [plan.trajectory for plan in plans]
         )
-        results = []
-        for j, (env, plan) in enumerate(zip(envs, plans)):
-            frames = env.learned.accept(out.latents[j : j + 1])
-            results.append(env.commit(frames, plan))
-        return results
+        return [env.step_window(plan, window) for env, plan, window in zip(envs, plans, windows)]
 
     def _batch(self, observations: list[Any]) -> Any:
         batched = concatenate(self.single_observation_space, observations, self._observations)

@@ -1,14 +1,12 @@
-"""Other controls of the occsim envs: a kinematic bicycle and discrete meta-actions."""
+"""Other controls of the occsim envs: (acceleration, steering) and discrete meta-actions."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from occsim.grid import FRAME_DT
+from occsim.envs.kinematics import BicycleModel
 
 META_ACTIONS = ("keep", "accelerate", "brake", "left", "right", "stop")
 # (acceleration, steering) commands of each meta-action, held for the step.
@@ -20,52 +18,6 @@ META_COMMANDS = {
     "right": (0.0, -0.3),
     "stop": (-1.0, 0.0),
 }
-
-
-@dataclass(frozen=True)
-class BicycleModel:
-    """Kinematic bicycle (rear-axle reference), integrated in ``substeps`` per frame.
-
-    Attributes:
-        wheelbase: metres between the axles.
-        max_acceleration: m/s^2 of an acceleration command of +1.
-        max_deceleration: m/s^2 of braking at -1.
-        max_steering: front-wheel angle (rad) of a steering command of +-1 (+ is left).
-        max_speed: speed cap in m/s.
-        substeps: integration steps per 0.5 s frame.
-    """
-
-    wheelbase: float = 2.7
-    max_acceleration: float = 3.0
-    max_deceleration: float = 6.0
-    max_steering: float = 0.5
-    max_speed: float = 20.0
-    substeps: int = 5
-
-    def waypoints(
-        self, speed: float, acceleration: float, steering: float, frames: int
-    ) -> np.ndarray:
-        """``(frames, 2)`` positions 0.5 s apart in the current ego frame for normalised
-        commands in [-1, 1] held over the step."""
-        return self.rollout(speed, np.tile([acceleration, steering], (frames, 1)))[:, :2]
-
-    def rollout(self, speed: float, commands: np.ndarray) -> np.ndarray:
-        """``(frames, 4)`` states ``(x, y, yaw, speed)`` 0.5 s apart in the current ego frame
-        for one normalised ``(acceleration, steering)`` command ``(frames, 2)`` per frame."""
-        commands = np.clip(np.asarray(commands, dtype=np.float64), -1.0, 1.0)
-        dt = FRAME_DT / self.substeps
-        x = y = yaw = 0.0
-        out = np.zeros((len(commands), 4))
-        for k, (acceleration, steering) in enumerate(commands):
-            scale = self.max_acceleration if acceleration >= 0 else self.max_deceleration
-            turn = np.tan(steering * self.max_steering) / self.wheelbase
-            for _ in range(self.substeps):
-                speed = float(np.clip(speed + acceleration * scale * dt, 0.0, self.max_speed))
-                x += speed * np.cos(yaw) * dt
-                y += speed * np.sin(yaw) * dt
-                yaw += speed * turn * dt
-            out[k] = x, y, yaw, speed
-        return out
 
 
 def _normalised(env: gym.Env, waypoints: np.ndarray) -> np.ndarray:

@@ -25,14 +25,14 @@ parser.add_argument("--out", default="outputs/clip.gif")
 args = parser.parse_args()
 
 env = make_env("learned", pipeline_path=args.pipeline).unwrapped
-agent = ManeuverAgent(args.maneuver, frames=env.config.frames_per_step)
+agent = ManeuverAgent(env, args.maneuver)
 observation, _ = env.reset(seed=args.seed, options={"start": "noise"})
 frames = list(observation["occupancy"])
-while len(frames) * 0.5 < args.seconds:
+while len(frames) * env.frame_period < args.seconds:
     observation, *_ = env.step(agent.act(observation))
     frames.extend(observation["occupancy"])
-frames = frames[: int(args.seconds * 2)]
-imageio.mimsave(args.out, [render_bev(f) for f in frames], duration=500, loop=0)
+frames = frames[: round(args.seconds / env.frame_period)]
+imageio.mimsave(args.out, [render_bev(f) for f in frames], duration=1000 * env.frame_period, loop=0)
 classes = np.bincount(np.concatenate([f.ravel() for f in frames]), minlength=18)
-print(f"wrote {len(frames)} frames ({len(frames) / 2:.1f} s) to {args.out}")
+print(f"wrote {len(frames)} frames ({len(frames) * env.frame_period:.1f} s) to {args.out}")
 print(f"occupied voxels: {100 * (1 - classes[17] / classes.sum()):.1f} %")

@@ -19,8 +19,7 @@ args = parser.parse_args()
 
 kwargs = {"pipeline_path": args.pipeline} if args.world == "learned" else {}
 env = make_env(args.world, **kwargs)
-scorer_env = env if args.scorer == "world_model" else None
-agent = PlannerAgent(scorer=args.scorer, env=scorer_env, seed=args.seed)
+agent = PlannerAgent(env, scorer=args.scorer, seed=args.seed)
 summary = run_headless(env, agent, args.steps, args.seed, args.out, kwargs)
 print(f"{summary['episodes']} episode(s), step p50 {summary['step_ms_p50']:.0f} ms")
 print(f"wrote {summary['video']}")

@@ -46,15 +46,14 @@ def _demo(args: argparse.Namespace) -> None:
 def _make_agent(name: str, env, seed: int):
     from occsim.agents import ConstantSpeedAgent, ManeuverAgent, PlannerAgent, RandomAgent
 
-    frames = env.unwrapped.config.frames_per_step
     if name == "planner":
-        return PlannerAgent(frames=frames, seed=seed)
+        return PlannerAgent(env, seed=seed)
     if name == "constant":
-        return ConstantSpeedAgent(frames=frames)
+        return ConstantSpeedAgent(env)
     if name == "random":
         return RandomAgent(env.action_space, seed=seed)
     if name.startswith("maneuver:"):
-        return ManeuverAgent(name.split(":", 1)[1], frames=frames)
+        return ManeuverAgent(env, name.split(":", 1)[1])
     raise ValueError(
         f"agent {name!r} unknown; expected planner, constant, random or maneuver:<name>"
     )

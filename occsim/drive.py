@@ -162,7 +162,7 @@ def run_keyboard(
 
     from occsim.agents import KeyboardAgent
 
-    agent = KeyboardAgent(frames=env.unwrapped.config.frames_per_step)
+    agent = KeyboardAgent(env)
     pygame.display.init()
     viewer = None
     if three_d:

@@ -3,6 +3,11 @@
 One visible denoising loop over any diffusers scheduler; clean context latents are kept
 fixed and concatenated in front of the frames being generated; classifier-free guidance
 runs the conditional and null-trajectory passes as one batch.
+
+The DiT predicts a variance as well (``learned_range``, carried by the training DDPM
+scheduler's config). DDPM samples with it; any other solver gets the prediction alone, and
+its config, when inherited through ``from_config``, has the variance switched off as the
+scheduler is set on the pipeline (built, loaded, or assigned), never during a call.
 """
 
 from __future__ import annotations
@@ -23,6 +28,28 @@ from occsim.validation import check_trajectory
 LEARNED_VARIANCE = ("learned", "learned_range")
 
 
+def solver_for_learned_variance(scheduler: SchedulerMixin) -> SchedulerMixin:
+    """``scheduler``, with a learned variance type in its config switched off unless it is DDPM.
+
+    Only DDPM's step samples with a predicted variance; the other solvers take the
+    prediction alone (DPM-Solver's learned-variance branch even assumes 3-channel images).
+    The config is edited in place, as diffusers pipelines fix outdated scheduler configs.
+    """
+    if isinstance(scheduler, DDPMScheduler):
+        return scheduler
+    if scheduler.config.get("variance_type") in LEARNED_VARIANCE:
+        scheduler.register_to_config(variance_type=None)
+    return scheduler
+
+
+def samples_learned_variance(scheduler: SchedulerMixin) -> bool:
+    """Whether ``scheduler``'s step takes the DiT's predicted variance with the prediction."""
+    return (
+        isinstance(scheduler, DDPMScheduler)
+        and scheduler.config.get("variance_type") in LEARNED_VARIANCE
+    )
+
+
 @dataclass
 class OccSoraPipelineOutput:
     """``occupancy (B, T, X, Y, Z)`` uint8 of the generated frames (``None`` for
@@ -40,7 +67,10 @@ class OccSoraPipeline(DiffusionPipeline):
         tokenizer: the 4D scene tokenizer (decodes latents to occupancy).
         transformer: the trajectory-conditioned DiT.
         scheduler: any diffusers scheduler; swap one in with
-            ``Scheduler.from_config(pipe.scheduler.config)``.
+            ``pipe.scheduler = Scheduler.from_config(pipe.scheduler.config)``. DDPM with a
+            learned variance samples with the DiT's predicted variance; any other solver's
+            inherited learned variance type is switched off when it is set (see
+            :func:`solver_for_learned_variance`).
     """
 
     model_cpu_offload_seq = "transformer->tokenizer"
@@ -50,6 +80,13 @@ class OccSoraPipeline(DiffusionPipeline):
     ) -> None:
         super().__init__()
         self.register_modules(tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # register_modules (hence __init__ and from_pretrained) and a plain
+        # `pipe.scheduler = ...` all set the scheduler here: fix its variance setting once.
+        if name == "scheduler" and value is not None:
+            value = solver_for_learned_variance(value)
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ latents
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
@@ -167,14 +204,8 @@ class OccSoraPipeline(DiffusionPipeline):
         drop[batch:] = guided
         pass_mask = context_mask.repeat(passes, 1)
         pass_trajectory = trajectory.repeat(passes, 1, 1)
-        # Only DDPM's step samples with the predicted variance; the other solvers need the
-        # prediction alone (DPM-Solver's learned-variance branch even assumes 3-channel images),
-        # so a learned variance type inherited through from_config is switched off there.
-        learned_variance = self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
-        if learned_variance and not isinstance(self.scheduler, DDPMScheduler):
-            if "variance_type" in inspect.signature(type(self.scheduler)).parameters:
-                self.scheduler.register_to_config(variance_type=None)
-            learned_variance = False
+        # Read only: the scheduler's variance setting was fixed when it was set.
+        learned_variance = samples_learned_variance(self.scheduler)
         channels = config.latent_channels
         # Stochastic solvers take the generator; not every scheduler's step accepts one.
         accepted = inspect.signature(self.scheduler.step).parameters

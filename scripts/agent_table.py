@@ -50,10 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     kwargs = {"pipeline_path": args.pipeline} if args.world == "learned" else {}
     env = make_env(args.world, **kwargs)
-    frames = env.unwrapped.config.frames_per_step
     agents = {
-        "planner (CEM)": PlannerAgent(frames=frames, seed=0),
-        "constant speed 8 m/s": ConstantSpeedAgent(8.0, frames=frames),
+        "planner (CEM)": PlannerAgent(env, seed=0),
+        "constant speed 8 m/s": ConstantSpeedAgent(env, 8.0),
         "random": RandomAgent(env.action_space, seed=0),
     }
     print(f"{args.world} world, {args.episodes} episodes of up to {args.steps} steps\n")

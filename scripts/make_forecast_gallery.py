@@ -16,11 +16,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from occsim.data import ProceduralClips
-from occsim.envs.config import OccEnvConfig
-from occsim.envs.learned_world import load_pipeline
 from occsim.evaluate.cli import HELD_OUT_SEED
 from occsim.evaluate.forecast import HISTORY_FRAMES, HORIZON_SECONDS, forecast_clip
 from occsim.render import render_bev
+from occsim.world_model import load_world_model
 
 GAP = 4
 HEADER = 18
@@ -32,9 +31,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("docs/gallery/learned_forecast.png"))
     args = parser.parse_args()
-    pipe = load_pipeline(
-        OccEnvConfig(pipeline_path=None if args.pipeline is None else str(args.pipeline))
-    )
+    pipe = load_world_model(args.pipeline)
     future = 2 * HORIZON_SECONDS[-1]
     dataset = ProceduralClips(args.clips, clip_len=HISTORY_FRAMES + future, seed=HELD_OUT_SEED)
     generator = torch.Generator().manual_seed(0)

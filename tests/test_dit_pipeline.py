@@ -104,6 +104,75 @@ def test_every_scheduler_runs_ten_steps(pipe, scheduler_class):
     assert torch.isfinite(out.latents).all()
 
 
+SOLVERS = [DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler]
+
+
+def rebuilt(pipe, scheduler) -> OccSoraPipeline:
+    """A pipeline of the fixture's models with its own scheduler, the fixture left as is."""
+    built = OccSoraPipeline(pipe.tokenizer, pipe.transformer, scheduler)
+    built.set_progress_bar_config(disable=True)
+    return built
+
+
+def settings(scheduler) -> dict:
+    """A scheduler's config without diffusers' bookkeeping (class name, version, defaults)."""
+    return {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("scheduler_class", SOLVERS)
+def test_solver_variance_is_fixed_when_built_and_calls_leave_the_config(pipe, scheduler_class):
+    solver = scheduler_class.from_config(pipe.scheduler.config)
+    assert solver.config["variance_type"] == "learned_range"  # inherited from training
+    built = rebuilt(pipe, solver)
+    assert built.scheduler is solver and solver.config["variance_type"] is None
+    before = dict(built.scheduler.config)
+    first = run(built)
+    assert dict(built.scheduler.config) == before
+    second = run(built)
+    assert dict(built.scheduler.config) == before
+    assert torch.equal(first.latents, second.latents)
+    # The variance head is ignored: the samples of a solver that never had a learned variance.
+    plain = scheduler_class.from_config({**pipe.scheduler.config, "variance_type": None})
+    assert torch.equal(run(rebuilt(pipe, plain)).latents, first.latents)
+
+
+def test_ddpm_keeps_and_samples_with_the_learned_variance(pipe):
+    built = rebuilt(pipe, DDPMScheduler.from_config(pipe.scheduler.config))
+    before = dict(built.scheduler.config)
+    assert before["variance_type"] == "learned_range"
+    learned = run(built).latents
+    assert dict(built.scheduler.config) == before
+    fixed = DDPMScheduler.from_config(pipe.scheduler.config, variance_type="fixed_small")
+    assert not torch.allclose(run(rebuilt(pipe, fixed)).latents, learned)
+
+
+@pytest.mark.parametrize("scheduler_class", SOLVERS)
+def test_swapped_in_solver_has_the_variance_switched_off(pipe, scheduler_class):
+    built = rebuilt(pipe, pipe.scheduler)
+    built.scheduler = scheduler_class.from_config(built.scheduler.config)
+    assert built.scheduler.config["variance_type"] is None
+    assert built.config.scheduler == ("diffusers", scheduler_class.__name__)  # model index
+    built.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    assert built.scheduler.config["variance_type"] == "learned_range"
+
+
+def test_save_and_load_keeps_the_solver_variance_setting(pipe, tmp_path):
+    built = rebuilt(pipe, DPMSolverMultistepScheduler.from_config(pipe.scheduler.config))
+    built.save_pretrained(tmp_path / "pipe")
+    loaded = OccSoraPipeline.from_pretrained(tmp_path / "pipe")
+    assert isinstance(loaded.scheduler, DPMSolverMultistepScheduler)
+    assert settings(loaded.scheduler) == settings(built.scheduler)
+    assert loaded.scheduler.config["variance_type"] is None
+    assert torch.equal(run(built).latents, run(loaded).latents)
+    # A solver loaded from a training (DDPM) folder is switched off by from_pretrained too.
+    pipe.save_pretrained(tmp_path / "training")
+    solver = DPMSolverMultistepScheduler.from_pretrained(
+        tmp_path / "training", subfolder="scheduler"
+    )
+    loaded = OccSoraPipeline.from_pretrained(tmp_path / "training", scheduler=solver)
+    assert loaded.scheduler.config["variance_type"] is None
+
+
 def test_strength_starts_from_given_latents(pipe):
     start = run(pipe).latents
     near = run(pipe, strength=0.2, latents=start, num_inference_steps=10).latents

@@ -31,7 +31,7 @@ def key(kind, code):
 
 
 def test_keyboard_events_map_to_commands():
-    agent = KeyboardAgent()
+    agent = KeyboardAgent(make_env("procedural", world_config=SMALL))
     state = agent.process_event(key(pygame.KEYDOWN, pygame.K_UP))
     assert state.throttle > 0 and state.steering == 0
     state = agent.process_event(key(pygame.KEYDOWN, pygame.K_a))
@@ -67,7 +67,7 @@ def test_keyboard_window_records_and_replays_exactly(tmp_path):
 
 def test_headless_run_writes_video_frames_and_record(tmp_path):
     env = make_env("procedural", map_seed=4, world_config=SMALL)
-    summary = run_headless(env, ConstantSpeedAgent(6.0), 3, 0, tmp_path, {"map_seed": 4})
+    summary = run_headless(env, ConstantSpeedAgent(env, 6.0), 3, 0, tmp_path, {"map_seed": 4})
     assert (tmp_path / "drive.gif").stat().st_size > 10_000
     assert len(list(tmp_path.glob("frame_*.png"))) == 3
     record = EpisodeRecord.load(tmp_path / "episode.json")
@@ -109,7 +109,7 @@ def test_planner_cost_sees_obstacles_and_road():
     assert off.tolist() == [False, False, False, True]
     # The planner's off-road test agrees with the env's on the ego box.
     assert not offroad(frame)
-    planner = PlannerAgent(seed=0)
+    planner = PlannerAgent(make_env("procedural", world_config=SMALL), seed=0)
     waypoints = planner.act({"occupancy": frame[None], "ego": np.array([6.0, 0, 0])})
     assert waypoints.shape == (4, 2)
     _, off = pose_costs(np.c_[planner.last_plan, np.zeros(4)], obstacle, driveable)
@@ -119,14 +119,18 @@ def test_planner_cost_sees_obstacles_and_road():
 
 def test_scripted_agents():
     observation = {"ego": np.array([6.0, 0.0, 0.0])}
-    np.testing.assert_allclose(ConstantSpeedAgent(8.0).act(observation)[:, 0], [0.2, 0.4, 0.6, 0.8])
-    left, right = ManeuverAgent("left").act(observation), ManeuverAgent("right").act(observation)
-    assert left[-1, 1] > 0 > right[-1, 1]
-    stop = ManeuverAgent("stop").act(observation)
-    assert stop[-1, 0] < ConstantSpeedAgent(6.0).act(observation)[-1, 0]
-    with pytest.raises(ValueError, match="maneuver"):
-        ManeuverAgent("backflip")
     env = make_env("procedural", map_seed=4, world_config=SMALL)
+    # 8 m/s for 0.5 s frames is 4, 8, 12, 16 m; an action of 1 is 20 m.
+    np.testing.assert_allclose(
+        ConstantSpeedAgent(env, 8.0).act(observation)[:, 0], [0.2, 0.4, 0.6, 0.8]
+    )
+    left = ManeuverAgent(env, "left").act(observation)
+    right = ManeuverAgent(env, "right").act(observation)
+    assert left[-1, 1] > 0 > right[-1, 1]
+    stop = ManeuverAgent(env, "stop").act(observation)
+    assert stop[-1, 0] < ConstantSpeedAgent(env, 6.0).act(observation)[-1, 0]
+    with pytest.raises(ValueError, match="maneuver"):
+        ManeuverAgent(env, "backflip")
     a, b = RandomAgent(env.action_space, seed=1), RandomAgent(env.action_space, seed=1)
     np.testing.assert_array_equal(a.act({}), b.act({}))
 

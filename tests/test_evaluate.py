@@ -48,7 +48,7 @@ class Shifted(Identity):
 def test_identical_worlds_agree_perfectly_in_closed_loop():
     exact = ProceduralEnv(map_seed=4, world_config=SMALL)
     twin = ProceduralEnv(map_seed=4, world_config=SMALL)
-    scores = closed_loop_agreement(exact, twin, ConstantSpeedAgent(6.0), [0, 1], 2, False)
+    scores = closed_loop_agreement(exact, twin, ConstantSpeedAgent(exact, 6.0), [0, 1], 2, False)
     assert len(scores) == 2
     assert all(s.iou == pytest.approx(100.0) and s.miou == pytest.approx(100.0) for s in scores)
 

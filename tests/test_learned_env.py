@@ -13,7 +13,9 @@ import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import BicycleControl, BicycleModel, MetaActions, OccSoraEnv, ProceduralEnv
 from occsim.envs.kinematics import follow_waypoints, window_trajectory
 from occsim.grid import EgoState
+from occsim.pipeline import OccSoraPipeline
 from occsim.procedural import WorldConfig
+from occsim.world_model import WorldModelRollout
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
 FAST = dict(map_seed=4, num_inference_steps=2, guidance_scale=1.5, world_config=SMALL)
@@ -73,16 +75,16 @@ def test_starts_from_the_procedural_scene_of_the_same_seed(env):
 
 def test_each_step_continues_the_latent_history(env, monkeypatch):
     calls = []
-    original = env.pipe.__class__.__call__
+    original = OccSoraPipeline.__call__
 
     def spy(pipe, *args, **kwargs):
         out = original(pipe, *args, **kwargs)
         calls.append((kwargs["context"].clone(), out.latents.clone(), args[0].copy()))
         return out
 
-    monkeypatch.setattr(env.pipe.__class__, "__call__", spy)
+    monkeypatch.setattr(OccSoraPipeline, "__call__", spy)
     env.reset(seed=2)
-    start = env.learned.latents.clone()
+    start = env.rollout.context_latents()
     for _ in range(3):
         env.step(straight(6.0))
     assert torch.equal(calls[0][0], start)
@@ -98,17 +100,18 @@ def test_each_step_continues_the_latent_history(env, monkeypatch):
 
 def test_stream_decoding_equals_decoding_the_whole_history(env, monkeypatch):
     windows = []
-    original = env.learned.accept
+    original = WorldModelRollout.commit
 
-    def keep(window, context=True):
-        windows.append(window[:, :, -1:].clone())
-        return original(window, context)
+    def keep(rollout, window):
+        windows.append(window.latents[:, :, -1:].clone())
+        return original(rollout, window)
 
-    monkeypatch.setattr(env.learned, "accept", keep)
+    monkeypatch.setattr(WorldModelRollout, "commit", keep)
     _observation, _ = env.reset(seed=7)
-    start = env.learned.latents.clone()
+    start = env.rollout.context_latents()
     frames = [env.step(straight())[0]["occupancy"] for _ in range(2)]
-    whole = env.pipe.tokenizer.decode_classes(torch.cat([start, *windows], dim=2))[0].numpy()
+    tokenizer = env.rollout.pipeline.tokenizer
+    whole = tokenizer.decode_classes(torch.cat([start, *windows], dim=2))[0].numpy()
     # Equal up to arg-max ties that float summation order can flip (a few voxels in 1e6).
     assert np.mean(whole[4:] != np.concatenate(frames)) < 1e-5
 
@@ -157,13 +160,13 @@ def test_vector_env_matches_single_envs_with_one_dit_call_per_step(tiny_pipeline
     observations, _ = envs.reset(seed=1)
     assert observations["occupancy"].shape == (3, 4, 200, 200, 16)
     calls = []
-    original = envs.unwrapped.pipe.__class__.__call__
+    original = OccSoraPipeline.__call__
 
     def count(pipe, *args, **kwargs):
         calls.append(args[0].shape[0])
         return original(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(envs.unwrapped.pipe.__class__, "__call__", count)
+    monkeypatch.setattr(OccSoraPipeline, "__call__", count)
     actions = np.stack([straight(4.0), straight(6.0), straight(8.0)])
     observations, rewards, _, _, infos = envs.step(actions)
     assert calls == [3]
@@ -233,7 +236,7 @@ def test_the_bundled_default_model_drives_out_of_the_box():
     assert size < 10 * 2**20  # "a few MB"
     env = gym.make("occsim/OccSora-v0", num_inference_steps=2, map_seed=4, world_config=SMALL)
     env.reset(seed=0)
-    assert env.unwrapped.pipe.transformer.dtype == torch.float32  # stored fp16, run fp32
+    assert env.unwrapped.rollout.pipeline.transformer.dtype == torch.float32  # stored fp16
     occupancy = env.step(straight(6.0))[0]["occupancy"]
     assert occupancy.shape == (4, 200, 200, 16) and occupancy.max() <= 17
 
@@ -242,12 +245,12 @@ def test_planner_can_score_candidates_in_the_world_model(env):
     from occsim.agents import PlannerAgent
 
     observation, _ = env.reset(seed=0)
-    planner = PlannerAgent(population=3, elites=1, iterations=1, scorer="world_model", env=env)
+    planner = PlannerAgent(env, population=3, elites=1, iterations=1, scorer="world_model")
     action = planner.act(observation)
     assert action.shape == (4, 2) and np.all(np.abs(action) <= 1)
     assert planner.last_plan.shape == (4, 2)
-    with pytest.raises(ValueError, match="needs the OccSora env"):
-        PlannerAgent(scorer="world_model")
+    with pytest.raises(ValueError, match="needs the learned env"):
+        PlannerAgent(ProceduralEnv(world_config=SMALL), scorer="world_model")
 
 
 def test_the_bundled_world_continues_from_step_to_step():

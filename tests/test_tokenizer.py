@@ -110,6 +110,34 @@ def test_save_and_load_round_trip(tmp_path):
     )
 
 
+@pytest.mark.parametrize("head_upsample", [(1, 1, 1), (1, 2, 2)])
+def test_head_level_is_built_and_run_from_the_config(tmp_path, head_upsample):
+    model = tiny(head_upsample=head_upsample)
+    level = head_upsample != (1, 1, 1)
+    head_level = {"head_split", "head_block"}
+    names = {key.split(".")[0] for key in model.state_dict()}
+    assert names & head_level == (head_level if level else set())
+    assert model.head.patch == ((1, 2, 2) if level else (1, 4, 4))
+    latents = model.encode(random_occupancy(4)).latents
+    features = model._decode_features(latents, None)
+    assert features.shape[-2:] == ((20, 20) if level else (10, 10))
+    # Loaded, the config holds lists: the same choice, the same outputs.
+    model.save_pretrained(tmp_path / "tok")
+    loaded = OccTokenizer.from_pretrained(tmp_path / "tok").eval()
+    assert tuple(loaded.config.head_upsample) == head_upsample
+    assert torch.equal(loaded.decode(latents), model.decode(latents))
+
+
+def test_bundled_tokenizer_config_has_no_head_level():
+    from occsim.assets import asset_path
+
+    # Saved before head_upsample existed: the default (none) applies.
+    model = OccTokenizer.from_pretrained(asset_path("default_model", "tokenizer"))
+    assert tuple(model.config.head_upsample) == (1, 1, 1)
+    assert not any(key.startswith(("head_split.", "head_block.")) for key in model.state_dict())
+    assert model.head.patch == (1, 4, 4)
+
+
 def test_chunked_streaming_equals_whole_clip():
     model = tiny()
     occupancy = random_occupancy(8)

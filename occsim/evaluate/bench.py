@@ -29,7 +29,7 @@ def run_bench(
 ) -> dict[str, float]:
     """Figures of one learned env and of ``batch`` envs stepped together or in turn."""
     env = OccSoraEnv(pipeline=pipe, **env_kwargs)
-    agent = ConstantSpeedAgent(6.0, frames=env.config.frames_per_step)
+    agent = ConstantSpeedAgent(env, 6.0)
     observation, _ = env.reset(seed=seed)
     env.step(agent.act(observation))  # warm-up
     latencies = []

@@ -21,11 +21,9 @@ def _dataset(args: argparse.Namespace, clip_len: int):
 
 
 def _pipeline(args: argparse.Namespace):
-    from occsim.envs.config import OccEnvConfig
-    from occsim.envs.learned_world import load_pipeline
+    from occsim.world_model import load_world_model
 
-    path = None if args.pipeline is None else str(args.pipeline)
-    return load_pipeline(OccEnvConfig(pipeline_path=path))
+    return load_world_model(args.pipeline)
 
 
 def _finish(report, args: argparse.Namespace) -> None:
@@ -154,7 +152,7 @@ def _closed_loop(args: argparse.Namespace) -> None:
         pipeline=pipe, num_inference_steps=args.solver_steps, guidance_scale=args.guidance
     )
     exact = ProceduralEnv()
-    agent = ConstantSpeedAgent(6.0, frames=exact.config.frames_per_step)
+    agent = ConstantSpeedAgent(exact, 6.0)
     seeds = list(range(args.data_seed, args.data_seed + args.clips))
     scores = closed_loop_agreement(exact, learned, agent, seeds, args.steps)
     rows = [

@@ -10,13 +10,12 @@ from tqdm import tqdm
 from occsim.geometry import poses_to_trajectory
 from occsim.metrics import HorizonMetrics, OccupancyScores
 from occsim.pipeline import OccSoraPipeline
-from occsim.tokenizer import StreamCache
+from occsim.world_model import WorldModelRollout
 
 HISTORY_FRAMES = 4  # 2 s at 2 Hz
 HORIZON_SECONDS = (1, 2, 3)
 
 
-@torch.no_grad()
 def forecast_clip(
     pipe: OccSoraPipeline,
     occupancy: np.ndarray,
@@ -28,25 +27,23 @@ def forecast_clip(
 ) -> np.ndarray:
     """Frames ``HISTORY_FRAMES .. HISTORY_FRAMES + future - 1`` of a clip, generated.
 
-    The first ``HISTORY_FRAMES`` frames of ``occupancy (T, X, Y, Z)`` are encoded
-    (streaming), then windows are generated one after another, each continuing the last,
-    along the clip's true ``poses (T, 3)`` until ``future`` frames are covered (past the
-    clip's end the last motion is extrapolated). Returns ``(future, X, Y, Z)`` uint8.
+    The first ``HISTORY_FRAMES`` frames of ``occupancy (T, X, Y, Z)`` start a
+    :class:`WorldModelRollout`, then windows are generated one after another, each
+    continuing the last, along the clip's true ``poses (T, 3)`` until ``future`` frames are
+    covered (past the clip's end the last motion is extrapolated). Returns
+    ``(future, X, Y, Z)`` uint8.
     """
-    tokenizer, config = pipe.tokenizer, pipe.transformer.config
-    factor = tokenizer.temporal_factor
-    window = config.trajectory_length
-    context_frames = config.latent_frames - 1
-    history = context_frames * factor
+    window = pipe.transformer.config.trajectory_length
+    latent_frames = pipe.transformer.config.latent_frames
+    # One latent frame of context, as the env keeps: each window adds all but one.
+    step_frames = pipe.tokenizer.temporal_factor * (latent_frames - 1)
+    rollout = WorldModelRollout(pipe, step_frames, num_inference_steps, guidance_scale)
+    history = rollout.history_frames
     if history > HISTORY_FRAMES:
         raise ValueError(f"the DiT needs {history} frames of history; the protocol gives 4")
     if len(occupancy) < HISTORY_FRAMES:
         raise ValueError(f"forecast needs {HISTORY_FRAMES} frames of history, got {len(occupancy)}")
-    cache = StreamCache()
-    frames = torch.from_numpy(occupancy[None, :HISTORY_FRAMES]).to(tokenizer.device)
-    latents = tokenizer.encode(frames).latents
-    tokenizer.decode_classes(latents, cache)
-    context = latents[:, :, -context_frames:]
+    rollout.start(occupancy[:HISTORY_FRAMES], generator or torch.Generator().manual_seed(0))
     start, predicted = HISTORY_FRAMES - history, []
     while len(predicted) < future:
         span = poses[start : start + window]
@@ -55,18 +52,7 @@ def forecast_clip(
             span = np.concatenate(
                 [span, span[-1] + step * np.arange(1, window - len(span) + 1)[:, None]]
             )
-        trajectory = poses_to_trajectory(span[:, :2], span[:, 2])
-        out = pipe(
-            trajectory[None, :, :2],
-            context=context,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            generator=generator,
-            output_type="latent",
-        )
-        new = out.latents[:, :, context_frames:]
-        predicted.extend(tokenizer.decode_classes(new, cache)[0].cpu().numpy())
-        context = out.latents[:, :, -context_frames:]
+        predicted.extend(rollout.step(poses_to_trajectory(span[:, :2], span[:, 2])))
         start += window - history
     return np.stack(predicted[:future])
 

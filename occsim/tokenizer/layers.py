@@ -28,6 +28,16 @@ class StreamCache:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def expanded(self, batch: int) -> StreamCache:
+        """A cache for ``batch`` streams that all continue this one (a batch-1 cache): the
+        past frames are shared views, and writes to the copy leave this cache unchanged."""
+        copy = StreamCache()
+        for key, frames in self._frames.items():
+            if frames.shape[0] != 1:
+                raise ValueError(f"only a batch-1 cache can be expanded, got {frames.shape[0]}")
+            copy._frames[key] = frames.expand(batch, *frames.shape[1:])
+        return copy
+
 
 class CausalConv3d(nn.Module):
     """Factorised (2+1)D convolution over ``(B, C, T, H, W)``, causal in time.

@@ -93,6 +93,12 @@ TOKENIZER_PRESETS["default_fine"] = {
 }
 
 
+def has_head_level(head_upsample: tuple[int, int, int]) -> bool:
+    """Whether ``head_upsample`` (the config value) adds the decoder-only level before the
+    head: ``head_split`` and ``head_block`` exist exactly when this holds."""
+    return tuple(head_upsample) != (1, 1, 1)
+
+
 @dataclass
 class TokenizerOutput:
     """Training forward pass: logits of the supervised voxels, their target class ids, and
@@ -221,7 +227,7 @@ class OccTokenizer(ModelMixin, ConfigMixin):
             for i in reversed(range(len(downsample)))
         )
         head_in = block_channels[0]
-        if head_upsample != (1, 1, 1):
+        if has_head_level(head_upsample):
             head_in = head_channels
             self.head_split = PatchSplit3d(block_channels[0], head_channels, head_upsample)
             self.head_block = ResBlock3d(head_channels, dropout)
@@ -365,7 +371,7 @@ class OccTokenizer(ModelMixin, ConfigMixin):
                 h = block(h, cache)
             if i < len(self.decoder_splits):
                 h = self.decoder_splits[i](h)
-        if hasattr(self, "head_split"):
+        if has_head_level(self.config.head_upsample):
             h = self.head_block(self.head_split(h), cache)
         return F.silu(frame_norm(self.decoder_norm, h))
 
