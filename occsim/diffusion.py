@@ -15,8 +15,6 @@ import math
 import torch
 from diffusers import DDPMScheduler
 
-from occsim.dit import OccDiT
-
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
@@ -108,7 +106,7 @@ def variational_bound(
 
 
 def diffusion_losses(
-    model: OccDiT,
+    model: torch.nn.Module,
     scheduler: DDPMScheduler,
     latents: torch.Tensor,
     trajectory: torch.Tensor,
@@ -117,11 +115,16 @@ def diffusion_losses(
     use_vlb: bool = True,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms of one DiT training step on normalised latents ``(B, C, t, h, w)``.
+    """Loss terms of one training step of ``model`` (an :class:`~occsim.dit.OccDiT`) on
+    normalised latents ``(B, C, t, h, w)``.
 
     The MSE target is the scheduler's ``prediction_type``. Context frames stay clean and
     carry no loss. Returns ``mse``, ``vlb`` (zero when
     ``use_vlb`` is false or the model has no learned variance) and their sum ``total``.
+
+    ``model`` may be wrapped (``DistributedDataParallel``, ``torch.compile``): only its
+    output is read, and whether it learns the variance is told by its channels (``C``
+    for the prediction alone, ``2C`` with the variance values), never by ``model.config``.
     """
     b, c, t = latents.shape[:3]
     device = latents.device
@@ -135,6 +138,12 @@ def diffusion_losses(
     frame_context = context_mask[:, None, :, None, None]
     noisy = torch.where(frame_context, latents, noisy)
     output = model(noisy, timesteps, trajectory, context_mask, drop_trajectory)
+    if output.shape[1] not in (c, 2 * c):
+        raise ValueError(
+            f"the model output has {output.shape[1]} channels; expected {c} (prediction) or "
+            f"{2 * c} (prediction and variance values) for latents of {c} channels"
+        )
+    learn_sigma = output.shape[1] == 2 * c
     prediction = output[:, :c]
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -147,7 +156,7 @@ def diffusion_losses(
     denominator = weight.sum().clamp(min=1.0)
     mse = ((prediction - target) ** 2 * weight).sum() / denominator
     vlb = mse.new_zeros(())
-    if use_vlb and model.config.learn_sigma:
+    if use_vlb and learn_sigma:
         x0_pred = predicted_sample(scheduler, prediction.detach(), noisy, timesteps)
         vlb_elements = variational_bound(
             scheduler, latents, noisy, timesteps, x0_pred, output[:, c:]

@@ -1,3 +1,6 @@
+import io
+
+import numpy as np
 import pytest
 import torch
 
@@ -21,10 +24,30 @@ def tiny_config(root, out, *extra) -> TokenizerTrainConfig:
             "run.checkpoint_every=2",
             "run.validate_every=100",
             "run.log_every=1",
+            "run.image_every=0",  # decoding a whole clip for an image costs seconds
             f"run.output_dir={out}",
             *extra,
         ],
     )
+
+
+def tensorboard_events(run_dir):
+    """The loaded tensorboard log of a run (``OUTPUT/STAGE``; hyper-parameters lie in a
+    sub-folder of it)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = {path.parent for path in run_dir.glob("*/events.out.tfevents.*")}
+    return EventAccumulator(str(events)).Reload()
+
+
+def logged_images(run_dir, tag: str) -> dict[int, np.ndarray]:
+    """Step -> decoded RGB image of a tensorboard image tag."""
+    from PIL import Image
+
+    return {
+        event.step: np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+        for event in tensorboard_events(run_dir).Images(tag)
+    }
 
 
 def weights(folder) -> dict:
@@ -89,22 +112,26 @@ def test_bad_configs_and_checkpoints(occ3d_root, tmp_path):
     assert before == after  # nothing overwritten
 
 
-def test_two_process_cpu_ddp_produces_a_loadable_checkpoint(occ3d_root, tmp_path):
+def run_two_processes(*args: str) -> None:
+    """``python -m occsim.train ARGS`` as two CPU processes (gloo DDP); fails the test with
+    the workers' errors, not just torchrun's summary."""
     import os
     import subprocess
     import sys
 
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "occsim.train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert result.returncode == 0, "\n".join(errors[:10]) or result.stderr[-2000:]
+
+
+def test_two_process_cpu_ddp_produces_a_loadable_checkpoint(occ3d_root, tmp_path):
     from occsim.train.checkpoint import load_state
 
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "occsim.train",
+    run_two_processes(
         "tokenizer",
         "preset=tiny",
         "data.source=occ3d",
@@ -115,14 +142,47 @@ def test_two_process_cpu_ddp_produces_a_loadable_checkpoint(occ3d_root, tmp_path
         "run.checkpoint_every=2",
         "run.validate_every=100",
         f"run.output_dir={out}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    )
     (checkpoint,) = list_checkpoints(out)
     assert load_state(checkpoint)["world_size"] == 2
     assert OccTokenizer.from_pretrained(checkpoint / "tokenizer").config.codebook_size == 64
     assert OccTokenizer.from_pretrained(out / "final") is not None
+
+
+def test_two_process_cpu_ddp_trains_the_dit(occ3d_root, tmp_path):
+    """The DiT stage under gloo DDP (the loss once read ``config`` off the DDP wrapper)."""
+    from occsim.pipeline import OccSoraPipeline
+    from occsim.train.checkpoint import load_state
+
+    torch.manual_seed(0)
+    tokenizer = tmp_path / "tok"
+    OccTokenizer.from_preset("tiny").save_pretrained(tokenizer)  # untrained is enough here
+    out = tmp_path / "ddp"
+    run_two_processes(
+        "dit",
+        f"tokenizer={tokenizer}",
+        "preset=tiny",
+        "data.source=occ3d",
+        f"data.root={occ3d_root['root']}",
+        "data.clip_len=4",
+        "optim.max_steps=2",
+        "optim.batch_size=1",
+        "trajectory_dropout=0.5",
+        "run.checkpoint_every=2",
+        "run.validate_every=100",
+        "run.log_every=1",
+        "run.image_every=0",
+        f"run.output_dir={out}",
+        f"latent_cache={tmp_path / 'latents.safetensors'}",
+        "segment_len=4",
+    )
+    (checkpoint,) = list_checkpoints(out)
+    assert load_state(checkpoint)["world_size"] == 2
+    pipe = OccSoraPipeline.from_pretrained(out / "pipeline")
+    assert pipe.transformer.config.latent_frames == 2
+    scalars = tensorboard_events(out)
+    assert scalars.Scalars("loss/mse")[-1].step == 2  # the main process logged both steps
+    assert scalars.Tags()["images"] == []  # image_every=0 writes none
 
 
 def test_both_stages_produce_a_loadable_pipeline(occ3d_root, tmp_path):
@@ -182,6 +242,7 @@ def test_dit_stage_resumes(occ3d_root, tmp_path, one_thread):
                 "optim.batch_size=1",
                 "run.checkpoint_every=2",
                 "run.validate_every=100",
+                "run.image_every=0",
                 f"run.output_dir={out}",
             ],
         )
@@ -267,3 +328,120 @@ def test_command_line_overrides_may_follow_options():
             parse_with_overrides(parser, bad)
     with pytest.raises(SystemExit):
         parse_with_overrides(parser, ["bench", "a=1"])  # no overrides there
+
+
+def test_image_every_writes_bev_images_of_both_stages(occ3d_root, tmp_path):
+    from occsim.render import render_bev
+    from occsim.train import DiTTrainConfig, RunConfig
+    from occsim.train.dit_stage import train_dit
+    from occsim.train.loop import images_due
+
+    # Every image_every steps and after the last one; 0 writes none.
+    assert [d for d in range(1, 8) if images_due(d, RunConfig(image_every=3), 7)] == [3, 6, 7]
+    assert not any(images_due(d, RunConfig(image_every=0), 7) for d in range(1, 8))
+
+    semantics = occ3d_root["semantics"]
+    images_at_2 = ["optim.max_steps=2", "run.image_every=2", "data.num_workers=2"]
+    tokenizer = train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "tok", *images_at_2))
+    images = logged_images(tmp_path / "tok", "images/truth_vs_reconstruction")
+    assert list(images) == [2] and images[2].shape == (200, 400, 3)
+    # Truth | reconstruction of the last frame of the first validation clip (scene-0002,
+    # frames 0-1), by the tokenizer of step 2 (the final one).
+    clip = torch.from_numpy(semantics["scene-0002"][None, :2]).long()
+    with torch.no_grad():
+        reconstruction = OccTokenizer.from_pretrained(tokenizer).reconstruct(clip)[0, -1]
+    assert np.array_equal(images[2][:, :200], render_bev(semantics["scene-0002"][1], scale=1))
+    assert np.array_equal(images[2][:, 200:], render_bev(reconstruction.numpy(), scale=1))
+
+    config = load_config(
+        DiTTrainConfig,
+        overrides=[
+            f"tokenizer={tokenizer}",
+            "preset=tiny",
+            "data.source=occ3d",
+            f"data.root={occ3d_root['root']}",
+            "data.clip_len=4",  # the 3-frame validation scene gives no clip: training clip
+            "optim.batch_size=1",
+            "run.checkpoint_every=100",
+            "run.validate_every=100",
+            f"run.output_dir={tmp_path / 'dit'}",
+            *images_at_2,
+        ],
+    )
+    train_dit(config)
+    images = logged_images(tmp_path / "dit", "images/truth_vs_forecast")
+    assert list(images) == [2] and images[2].shape == (200, 400, 3)
+    # Truth | forecast of the last frame of the first training clip (scene-0001, 0-3).
+    assert np.array_equal(images[2][:, :200], render_bev(semantics["scene-0001"][3], scale=1))
+    assert not np.array_equal(images[2][:, 200:], images[2][:, :200])
+
+    with pytest.raises(ValueError, match="'run.image_every' must be >= 0"):
+        train_tokenizer(tiny_config(occ3d_root["root"], tmp_path / "x", "run.image_every=-1"))
+    with pytest.raises(ValueError, match="'data.num_workers' must be >= 0"):
+        train_dit(load_config(DiTTrainConfig, overrides=["data.num_workers=-2"]))
+    assert not (tmp_path / "x").exists()
+
+
+def test_loader_workers_do_not_change_the_batches(occ3d_root):
+    from occsim.data import Occ3DDataset
+    from occsim.train import OptimConfig
+    from occsim.train.data import StepBatches, load_clips, micro_batches, step_loader
+
+    dataset = Occ3DDataset(occ3d_root["root"], clip_len=2)
+    optim = OptimConfig(batch_size=1, gradient_accumulation=2)
+
+    def batches(steps: range, workers: int) -> list:
+        loaded = StepBatches(dataset, len(dataset), steps, optim, seed=3, world=2, rank=1)
+        return list(step_loader(loaded, workers))
+
+    here, workers = batches(range(4), 0), batches(range(4), 2)
+    resumed = batches(range(2, 4), 2)
+    assert len(here) == len(workers) == 4 and len(resumed) == 2
+    for step, (a, b) in enumerate(zip(here, workers)):
+        expected = micro_batches(len(dataset), step, 1, 2, seed=3, world=2, rank=1)
+        assert len(a) == len(b) == 2  # micro-batches of the step
+        for part, a_part, b_part in zip(expected, a, b):
+            assert torch.equal(a_part["indices"], part) and torch.equal(b_part["indices"], part)
+            clips = load_clips(dataset, part)
+            for key in ("occupancy", "trajectory"):
+                assert torch.equal(a_part[key], clips[key]) and torch.equal(b_part[key], clips[key])
+    for a, b in zip(here[2:], resumed):  # a resumed run starts at the same batches
+        assert all(torch.equal(x["occupancy"], y["occupancy"]) for x, y in zip(a, b))
+    indices_only = StepBatches(None, 10, range(2), optim, seed=3, world=1, rank=0)
+    assert list(indices_only[1][0]) == ["indices"]
+
+
+def test_diffusion_losses_read_only_the_model_output():
+    """A wrapper without ``config`` (as DDP is) gives the very losses of the bare model."""
+    from occsim.diffusion import diffusion_losses, make_training_scheduler
+    from occsim.dit import OccDiT
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            return self.module(*args)
+
+    torch.manual_seed(0)
+    scheduler = make_training_scheduler()
+    latents, trajectory = torch.randn(2, 8, 2, 10, 10), torch.randn(2, 4, 2)
+
+    def losses(model):
+        generator = torch.Generator().manual_seed(0)
+        return diffusion_losses(model, scheduler, latents, trajectory, generator=generator)
+
+    for learn_sigma in (True, False):
+        model = OccDiT.from_preset("tiny", learn_sigma=learn_sigma)
+        torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)  # not all zeros
+        bare, wrapped = losses(model), losses(Wrapper(model))
+        for key in bare:
+            assert torch.equal(bare[key], wrapped[key]), key
+        assert (bare["vlb"] > 0) == learn_sigma  # the bound needs the variance channels
+
+    def three_channel_groups(*args):
+        return torch.zeros(2, 24, 2, 10, 10)
+
+    with pytest.raises(ValueError, match="24 channels; expected 8 .* or 16"):
+        diffusion_losses(three_channel_groups, scheduler, latents, trajectory)

@@ -41,7 +41,9 @@ class DataConfig:
     val_split: str = "val"
     """Occ3D: split of the validation scenes."""
     num_workers: int = 0
-    """DataLoader worker processes."""
+    """DataLoader worker processes that load the coming steps' clips ahead of training
+    (0: load in the training process). Batches do not depend on it: each step's clips are
+    a function of the step alone."""
 
 
 @dataclass
@@ -85,7 +87,9 @@ class RunConfig:
     log_every: int = 10
     """Steps between tensorboard scalars."""
     image_every: int = 200
-    """Steps between BEV images in tensorboard."""
+    """Steps between tensorboard BEV images (also after the last step; 0: none) of the
+    first validation clip (the first training clip without validation data) next to the
+    tokenizer's reconstruction or the DiT's forecast of it."""
 
 
 @dataclass
@@ -149,6 +153,17 @@ class DiTTrainConfig:
 
 
 C = TypeVar("C")
+
+
+def check_sections(data: DataConfig, run: RunConfig) -> None:
+    """Raise a ``ValueError`` naming the key for values the sections cannot take."""
+    checks = (
+        ("data.num_workers", data.num_workers, "0 loads clips in the training process"),
+        ("run.image_every", run.image_every, "0 writes no images"),
+    )
+    for key, value, zero in checks:
+        if value < 0:
+            raise ValueError(f"config key {key!r} must be >= 0 ({zero}), got {value}")
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from occsim.data import Occ3DDataset, ProceduralClips
-from occsim.train.config import DataConfig
+from occsim.train.config import DataConfig, OptimConfig
 
 
 def build_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
@@ -70,3 +70,64 @@ def load_clips(dataset: Dataset, indices: torch.Tensor) -> dict[str, torch.Tenso
         "occupancy": torch.from_numpy(np.stack([it["occupancy"] for it in items])).long(),
         "trajectory": torch.from_numpy(np.stack([it["trajectory"] for it in items])),
     }
+
+
+def image_clip(val_set: Dataset, train_set: Dataset) -> dict[str, torch.Tensor]:
+    """The clip of the periodic tensorboard images (batch of one): the first validation
+    clip, or the first training clip where there is no validation data."""
+    return load_clips(val_set if len(val_set) else train_set, torch.tensor([0]))
+
+
+class StepBatches(Dataset):
+    """Item ``k``: this process's micro-batches of optimiser step ``steps[k]``, each a dict
+    of ``indices`` and, with a ``dataset``, its :func:`load_clips` tensors.
+
+    An item is a pure function of its step (:func:`micro_batches`), so worker processes
+    may load steps ahead in any order and a resumed run still sees the batches of an
+    uninterrupted one. Without a ``dataset`` (the DiT's latent cache, already in memory)
+    an item holds the indices alone.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset | None,
+        num_items: int,
+        steps: range,
+        optim: OptimConfig,
+        seed: int,
+        world: int,
+        rank: int,
+    ) -> None:
+        self.dataset, self.num_items, self.steps, self.optim = dataset, num_items, steps, optim
+        self.seed, self.world, self.rank = seed, world, rank
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, k: int) -> list[dict[str, torch.Tensor]]:
+        parts = micro_batches(
+            self.num_items,
+            self.steps[k],
+            self.optim.batch_size,
+            self.optim.gradient_accumulation,
+            self.seed,
+            self.world,
+            self.rank,
+        )
+        if self.dataset is None:
+            return [{"indices": part} for part in parts]
+        return [{"indices": part, **load_clips(self.dataset, part)} for part in parts]
+
+
+def step_loader(batches: StepBatches, num_workers: int) -> DataLoader:
+    """Iterate ``batches`` in step order, loaded by ``num_workers`` processes (0: here;
+    always here for indices alone, which cost nothing to make)."""
+    return DataLoader(
+        batches,
+        batch_size=None,  # an item is already a step's micro-batches
+        shuffle=False,
+        num_workers=num_workers if batches.dataset is not None else 0,
+        # Its own generator: a loader otherwise draws its workers' base seed from the
+        # global torch RNG and shifts every random number the run draws after it.
+        generator=torch.Generator().manual_seed(0),
+    )

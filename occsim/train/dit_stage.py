@@ -19,16 +19,26 @@ from occsim.metrics import OccupancyMetrics
 from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
 from occsim.train.checkpoint import load_state, resolve_checkpoint
-from occsim.train.config import DiTTrainConfig, config_to_dict
-from occsim.train.data import build_datasets, build_segments, load_clips, micro_batches
+from occsim.train.config import DiTTrainConfig, check_sections, config_to_dict
+from occsim.train.data import (
+    StepBatches,
+    build_datasets,
+    build_segments,
+    image_clip,
+    load_clips,
+    step_loader,
+)
 from occsim.train.latent_cache import LatentCache, load_or_build_cache
 from occsim.train.loop import (
     checkpoint,
     flat_config,
+    images_due,
     is_due,
+    log_image,
     make_accelerator,
     make_optimizer,
     optimizer_step,
+    truth_and_prediction,
 )
 
 LATENT_STATISTICS_CLIPS = 8
@@ -64,6 +74,7 @@ def _build_model(config: DiTTrainConfig, tokenizer: OccTokenizer, train_set) -> 
 def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the saved ``OccSoraPipeline``."""
     run_dir = Path(config.run.output_dir)
+    check_sections(config.data, config.run)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
     noise_scheduler = make_training_scheduler(prediction_type=config.prediction_type)
@@ -96,40 +107,47 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     tokenizer.to(accelerator.device)
     accelerator.init_trackers("dit", config=flat_config(config_to_dict(config)))
+    # `model` may now be a DistributedDataParallel wrapper: it is only called, trained and
+    # clipped; its config and weights are read from `unwrapped`.
     unwrapped = accelerator.unwrap_model(model)
     frames = unwrapped.config.latent_frames
     cache = _latent_cache(config, tokenizer, accelerator) if config.latent_cache else None
     num_items = len(train_set) if cache is None else len(cache) * cache.windows_per_segment(frames)
+    image_batch = None  # only the main process writes images
+    if accelerator.is_main_process and config.run.image_every > 0:
+        image_batch = image_clip(val_set, train_set)
 
+    steps = range(start_step, config.optim.max_steps)
     world, rank = accelerator.num_processes, accelerator.process_index
+    # With the cache, clips are already in memory: the loader hands out indices only.
+    batches = StepBatches(
+        train_set if cache is None else None,
+        num_items,
+        steps,
+        config.optim,
+        config.run.seed,
+        world,
+        rank,
+    )
     progress = tqdm(
-        range(start_step, config.optim.max_steps),
+        steps,
         initial=start_step,
         total=config.optim.max_steps,
         disable=not accelerator.is_main_process,
         desc="dit",
     )
-    for step in progress:
+    for step, parts in zip(progress, step_loader(batches, config.data.num_workers)):
         torch.manual_seed(config.run.seed * 7919 + step)
         generator = torch.Generator(device=accelerator.device).manual_seed(
             config.run.seed * 104_729 + step * world + rank
         )
-        parts = micro_batches(
-            num_items,
-            step,
-            config.optim.batch_size,
-            config.optim.gradient_accumulation,
-            config.run.seed,
-            world,
-            rank,
-        )
         for part in parts:
             if cache is None:
-                batch = load_clips(train_set, part)
+                batch = part
                 with torch.no_grad():
                     latents = tokenizer.encode(batch["occupancy"].to(accelerator.device)).latents
             else:
-                batch = cache.window(tokenizer, part, frames)
+                batch = cache.window(tokenizer, part["indices"], frames)
                 latents = batch["latents"]
             latents = (latents - unwrapped.config.latent_shift) * unwrapped.config.latent_scale
             b = latents.shape[0]
@@ -160,13 +178,17 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             scalars = {f"loss/{k}": v.item() for k, v in losses.items()}
             scalars["lr"] = lr_schedule.get_last_lr()[0]
             accelerator.log(scalars, step=done)
-        if accelerator.is_main_process and is_due(
-            done, config.run.validate_every, config.optim.max_steps
-        ):
-            scores = evaluate_forecast(
-                _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler), val_set
-            )
-            accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=done)
+        validate = is_due(done, config.run.validate_every, config.optim.max_steps)
+        image = images_due(done, config.run, config.optim.max_steps)
+        if accelerator.is_main_process and (validate or image):
+            pipe = _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler)
+            if validate:
+                scores = evaluate_forecast(pipe, val_set)
+                accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=done)
+            if image:
+                generated, truth = forecast(pipe, image_batch, seed=0)
+                picture = truth_and_prediction(truth[0, -1], generated[0, -1])
+                log_image(accelerator, "images/truth_vs_forecast", picture, done)
         if is_due(done, config.run.checkpoint_every, config.optim.max_steps):
             checkpoint(
                 accelerator,
@@ -215,25 +237,33 @@ def _ema_pipeline(
 
 
 @torch.no_grad()
-def evaluate_forecast(pipe: OccSoraPipeline, dataset, clips: int = 4) -> dict[str, float]:
-    """mIoU / IoU of the generated frames of each clip given its first latent frame as
-    context and its true trajectory (10 DDPM steps, guidance 2)."""
+def forecast(
+    pipe: OccSoraPipeline, batch: dict[str, torch.Tensor], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(generated, truth)`` uint8 ``(B, T', X, Y, Z)`` of the frames the pipeline
+    generates for clips ``batch`` given their first latent frame as context (none for a
+    one-frame window) and their true trajectories (10 DDPM steps, guidance 2)."""
     tokenizer, config = pipe.tokenizer, pipe.transformer.config
+    occupancy = batch["occupancy"].to(tokenizer.device)
+    latents = tokenizer.encode(occupancy).latents
+    context = latents[:, :, :1] if config.latent_frames > 1 else None
+    out = pipe(
+        batch["trajectory"][..., :2].numpy(),
+        context=context,
+        num_inference_steps=10,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    generated_frames = out.occupancy.shape[1]
+    truth = occupancy[:, -generated_frames:].cpu().numpy().astype(np.uint8)
+    return out.occupancy, truth
+
+
+def evaluate_forecast(pipe: OccSoraPipeline, dataset, clips: int = 4) -> dict[str, float]:
+    """mIoU / IoU of the :func:`forecast` of each of the first ``clips`` clips (seed: the
+    clip's index)."""
     metrics = OccupancyMetrics()
     for i in range(min(clips, len(dataset))):
-        batch = load_clips(dataset, torch.tensor([i]))
-        occupancy = batch["occupancy"].to(tokenizer.device)
-        latents = tokenizer.encode(occupancy).latents
-        context = latents[:, :, :1] if config.latent_frames > 1 else None
-        out = pipe(
-            batch["trajectory"][..., :2].numpy(),
-            context=context,
-            num_inference_steps=10,
-            guidance_scale=2.0,
-            generator=torch.Generator().manual_seed(i),
-        )
-        generated_frames = out.occupancy.shape[1]
-        truth = occupancy[:, -generated_frames:].cpu().numpy().astype(np.uint8)
-        metrics.update(out.occupancy, truth)
+        metrics.update(*forecast(pipe, load_clips(dataset, torch.tensor([i])), seed=i))
     scores = metrics.compute()
     return {"forecast_iou": scores.iou, "forecast_miou": scores.miou}

@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_cosine_schedule_with_warmup
 
+from occsim.render import render_bev
 from occsim.train.checkpoint import save_checkpoint
 from occsim.train.config import OptimConfig, RunConfig
 
@@ -50,6 +52,24 @@ def optimizer_step(accelerator: Accelerator, model, optimizer, schedule, grad_cl
 def is_due(done: int, every: int, max_steps: int) -> bool:
     """Whether a periodic action (validation, checkpoint) runs after step ``done``."""
     return done % every == 0 or done == max_steps
+
+
+def images_due(done: int, run: RunConfig, max_steps: int) -> bool:
+    """Whether the BEV images are written after step ``done`` (``image_every=0``: never)."""
+    return run.image_every > 0 and is_due(done, run.image_every, max_steps)
+
+
+def truth_and_prediction(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """BEV images ``(X, 2Y, 3)`` uint8 of two frames ``(X, Y, Z)`` side by side, truth left."""
+    return np.concatenate(
+        [render_bev(truth.astype(np.uint8), scale=1), render_bev(prediction, scale=1)], axis=1
+    )
+
+
+def log_image(accelerator: Accelerator, tag: str, image: np.ndarray, step: int) -> None:
+    """Write an ``(H, W, 3)`` image to tensorboard (call on the main process)."""
+    writer = accelerator.get_tracker("tensorboard", unwrap=True)
+    writer.add_image(tag, image, step, dataformats="HWC")
 
 
 def checkpoint(

@@ -10,18 +10,20 @@ from tqdm import tqdm
 
 from occsim.evaluate.recon import evaluate_reconstruction
 from occsim.labels import NUM_CLASSES
-from occsim.render import render_bev
 from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint
-from occsim.train.config import TokenizerTrainConfig, config_to_dict
-from occsim.train.data import build_datasets, load_clips, micro_batches
+from occsim.train.config import TokenizerTrainConfig, check_sections, config_to_dict
+from occsim.train.data import StepBatches, build_datasets, image_clip, step_loader
 from occsim.train.loop import (
     checkpoint,
     flat_config,
+    images_due,
     is_due,
+    log_image,
     make_accelerator,
     make_optimizer,
     optimizer_step,
+    truth_and_prediction,
 )
 
 
@@ -40,6 +42,7 @@ def evaluate_tokenizer(model: OccTokenizer, dataset) -> dict[str, float]:
 def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the final tokenizer."""
     run_dir = Path(config.run.output_dir)
+    check_sections(config.data, config.run)
     _check_fine_tuning(config)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
@@ -62,30 +65,28 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     start_step = 0 if state is None else int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.init_trackers("tokenizer", config=flat_config(config_to_dict(config)))
+    image_occupancy = None  # only the main process writes images
+    if accelerator.is_main_process and config.run.image_every > 0:
+        image_occupancy = image_clip(val_set, train_set)["occupancy"]
 
+    steps = range(start_step, config.optim.max_steps)
     world, rank = accelerator.num_processes, accelerator.process_index
+    batches = StepBatches(
+        train_set, len(train_set), steps, config.optim, config.run.seed, world, rank
+    )
     progress = tqdm(
-        range(start_step, config.optim.max_steps),
+        steps,
         initial=start_step,
         total=config.optim.max_steps,
         disable=not accelerator.is_main_process,
         desc="tokenizer",
     )
     losses = {}
-    for step in progress:
+    for step, parts in zip(progress, step_loader(batches, config.data.num_workers)):
         # Everything random in a step derives from (seed, step): resuming is exact.
         torch.manual_seed(config.run.seed * 7919 + step)
-        parts = micro_batches(
-            len(train_set),
-            step,
-            config.optim.batch_size,
-            config.optim.gradient_accumulation,
-            config.run.seed,
-            world,
-            rank,
-        )
         for part in parts:
-            occupancy = load_clips(train_set, part)["occupancy"].to(accelerator.device)
+            occupancy = part["occupancy"].to(accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 output = model(occupancy, patch_fraction=config.patch_fraction)
                 losses = tokenizer_losses(output, class_weights, config.lovasz_weight)
@@ -100,7 +101,10 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
             scalars["codebook/usage"] = output.quantizer.usage.item()
             accelerator.log(scalars, step=done)
         if is_due(done, config.run.validate_every, config.optim.max_steps):
-            _validate(accelerator, model, val_set, occupancy, done)
+            _validate(accelerator, model, val_set, done)
+        if accelerator.is_main_process and images_due(done, config.run, config.optim.max_steps):
+            image = reconstruction_image(accelerator.unwrap_model(model), image_occupancy)
+            log_image(accelerator, "images/truth_vs_reconstruction", image, done)
         if is_due(done, config.run.checkpoint_every, config.optim.max_steps):
             models = {"tokenizer": accelerator.unwrap_model(model)}
             checkpoint(accelerator, config.run, done, models, optimizer, lr_schedule)
@@ -140,24 +144,19 @@ def make_class_weights(config: TokenizerTrainConfig, train_set) -> torch.Tensor 
     return inverse_sqrt_frequency_weights(occupancy, NUM_CLASSES)
 
 
-def _validate(accelerator, model, val_set, occupancy, step: int) -> None:
+def _validate(accelerator, model, val_set, step: int) -> None:
     if not accelerator.is_main_process:
         return
-    unwrapped = accelerator.unwrap_model(model)
-    scores = evaluate_tokenizer(unwrapped, val_set)
+    scores = evaluate_tokenizer(accelerator.unwrap_model(model), val_set)
     tqdm.write(f"step {step}: val recon IoU {scores['iou']:.1f} mIoU {scores['miou']:.1f}")
     accelerator.log({f"val/{k}": v for k, v in scores.items() if not np.isnan(v)}, step=step)
-    with torch.no_grad():
-        unwrapped.eval()
-        reconstruction = unwrapped.reconstruct(occupancy[:1])[0, -1].cpu().numpy()
-        unwrapped.train()
-    image = np.concatenate(
-        [
-            render_bev(occupancy[0, -1].cpu().numpy().astype(np.uint8), scale=1),
-            render_bev(reconstruction, scale=1),
-        ],
-        axis=1,
-    )
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            tracker.writer.add_image("val/target_vs_reconstruction", image, step, dataformats="HWC")
+
+
+@torch.no_grad()
+def reconstruction_image(model: OccTokenizer, occupancy: torch.Tensor) -> np.ndarray:
+    """BEV of the last frame of one clip ``occupancy (1, T, X, Y, Z)``, truth | the model's
+    reconstruction; the model's training mode is kept."""
+    training = model.training
+    reconstruction = model.eval().reconstruct(occupancy.to(model.device))[0, -1]
+    model.train(training)
+    return truth_and_prediction(occupancy[0, -1].numpy(), reconstruction.cpu().numpy())
