@@ -185,6 +185,9 @@ class OccEnv(gym.Env):
             "collision": collision,
             "offroad": off,
             "ego_pose": np.array([last.x, last.y, last.yaw], dtype=np.float64),
+            "frame_poses": np.array(
+                [[s.x, s.y, s.yaw] for s in self._states[-self.config.frames_per_step :]]
+            ),
             "map_seed": self._map_seed,
         }
 

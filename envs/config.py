@@ -37,6 +37,8 @@ class OccEnvConfig:
         pipeline_path: learned world folder (``None``: the bundled default model).
         num_inference_steps: solver steps per generated chunk (learned world).
         guidance_scale: classifier-free guidance towards the commanded trajectory.
+        scene_memory: the learned world keeps what it has seen (a persistent memory of
+            static structure; generated road users only where they are plausible objects).
         scheduler: diffusers scheduler class name used for sampling.
         device: torch device of the learned world.
         dtype: torch dtype name of the learned world.
@@ -50,6 +52,7 @@ class OccEnvConfig:
     pipeline_path: str | None = None
     num_inference_steps: int = 10
     guidance_scale: float = 2.0
+    scene_memory: bool = True
     scheduler: str = "DDIMScheduler"
     device: str = "cpu"
     dtype: str = "float32"

@@ -10,7 +10,7 @@ import torch
 
 from occsim.envs.base import OccEnv
 from occsim.envs.config import OccEnvConfig
-from occsim.envs.kinematics import follow_waypoints, states_from_trajectory, window_trajectory
+from occsim.envs.kinematics import follow_waypoints, states_from_trajectory
 from occsim.grid import FRAME_DT, EgoState
 from occsim.pipeline import OccSoraPipeline
 from occsim.procedural import starting_scene
@@ -26,17 +26,27 @@ DEFAULT_START_SPEED = 5.0  # m/s of the straight trajectory a noise start is gen
 
 @dataclass(frozen=True)
 class StepPlan:
-    """One step before generation: metric ``waypoints (K, 2)``, the ego ``states`` they
-    lead to and the DiT window's ``trajectory (T, 3)`` (history and new poses)."""
+    """One step before generation: metric ``waypoints (K, 2)`` and the ego ``states`` they
+    lead to."""
 
     waypoints: np.ndarray
     states: list[EgoState]
-    trajectory: np.ndarray
+
+    @property
+    def poses(self) -> np.ndarray:
+        """World poses ``(K, 3)`` of the step's frames."""
+        return poses_of(self.states)
+
+
+def poses_of(states: list[EgoState]) -> np.ndarray:
+    """``(T, 3)`` array of the states' ``(x, y, yaw)``."""
+    return np.array([[s.x, s.y, s.yaw] for s in states], dtype=np.float64)
 
 
 class LearnedBackend:
-    """The world model as an env backend: a :class:`WorldModelRollout` plus the ego poses
-    of its history. After a reset it sees nothing but its own generated frames."""
+    """The world model as an env backend: a :class:`WorldModelRollout` (which keeps the
+    history, and with ``config.scene_memory`` the scene memory). After a reset it sees
+    nothing but its own generated frames."""
 
     name = "learned world"
     reset_options = ("start", "maneuver", "clip", "trajectory")
@@ -46,14 +56,17 @@ class LearnedBackend:
     ) -> None:
         self.config, self.world_config = config, world_config
         self.rollout = WorldModelRollout(
-            pipe, config.frames_per_step, config.num_inference_steps, config.guidance_scale
+            pipe,
+            config.frames_per_step,
+            config.num_inference_steps,
+            config.guidance_scale,
+            config.scene_memory,
         )
         if self.rollout.history_frames > config.frames_per_step:
             raise ValueError(
                 f"the DiT keeps {self.rollout.history_frames} frames of context but a step "
                 f"observes only frames_per_step={config.frames_per_step}; raise it"
             )
-        self._history: list[EgoState] = []
 
     def reset(
         self, rng: np.random.Generator, options: dict[str, Any]
@@ -78,11 +91,10 @@ class LearnedBackend:
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if start == "noise":
             states = states_from_trajectory(self._noise_trajectory(options.get("trajectory")))
-            frames = self.rollout.start_from_noise(window_trajectory(states), generator)
+            frames = self.rollout.start_from_noise(poses_of(states), generator)
         else:
-            self.rollout.start(frames, generator)
+            self.rollout.start(frames, poses_of(states), generator)
         k = self.config.frames_per_step
-        self._history = states[-self.rollout.history_frames :]
         return frames[-k:], states[-k:], map_seed
 
     def _clip(self, clip: Any) -> tuple[np.ndarray, list[EgoState]]:
@@ -109,19 +121,16 @@ class LearnedBackend:
         return trajectory[0]
 
     def plan(self, start: EgoState, waypoints: np.ndarray) -> StepPlan:
-        """The ego follows its waypoints exactly; the window covers history and new poses."""
-        states = follow_waypoints(start, waypoints)
-        return StepPlan(waypoints, states, window_trajectory(self._history + states))
+        """The ego follows its waypoints exactly."""
+        return StepPlan(waypoints, follow_waypoints(start, waypoints))
 
     def finish(self, plan: StepPlan, window: Window) -> tuple[np.ndarray, list[EgoState]]:
         """Commit the window generated for ``plan``; returns its frames and ego states."""
-        frames = self.rollout.commit(window)
-        self._history = (self._history + plan.states)[-self.rollout.history_frames :]
-        return frames, plan.states
+        return self.rollout.commit(window), plan.states
 
     def advance(self, start: EgoState, waypoints: np.ndarray) -> tuple[np.ndarray, list[EgoState]]:
         plan = self.plan(start, waypoints)
-        return self.finish(plan, self.rollout.propose(plan.trajectory))
+        return self.finish(plan, self.rollout.propose(plan.poses))
 
 
 class OccSoraEnv(OccEnv):
@@ -192,4 +201,4 @@ class OccSoraEnv(OccEnv):
         actions ``(N, K, 2)`` from the current state (one batch); the episode is unchanged.
         Frame k of a candidate is centred on the ego at its k-th waypoint."""
         plans = [self.plan(action) for action in np.asarray(actions)]
-        return self.rollout.imagine(np.stack([plan.trajectory for plan in plans]), generator)
+        return self.rollout.imagine(np.stack([plan.poses for plan in plans]), generator)

@@ -110,9 +110,7 @@ class OccSoraVectorEnv(VectorEnv):
         (no autoreset); returns each env's step tuple."""
         envs = [self.envs[i] for i in indices]
         plans = [env.plan(actions[i]) for env, i in zip(envs, indices)]
-        windows = propose_together(
-            [env.rollout for env in envs], [plan.trajectory for plan in plans]
-        )
+        windows = propose_together([env.rollout for env in envs], [plan.poses for plan in plans])
         return [env.step_window(plan, window) for env, plan, window in zip(envs, plans, windows)]
 
     def _batch(self, observations: list[Any]) -> Any:

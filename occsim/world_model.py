@@ -5,10 +5,10 @@ latent history the DiT takes as clean context, the decoder's stream cache (so on
 frames are decoded) and the episode's noise generator. The envs, the vector env, the
 forecast evaluation and the planner's imagination all go through its public methods.
 
-    rollout = WorldModelRollout(load_world_model(), frames_per_step=4)
-    rollout.start(first_frames, torch.Generator().manual_seed(0))
-    frames = rollout.step(window_trajectory)        # propose + commit
-    candidates = rollout.imagine(trajectories, gen)  # N futures, nothing committed
+    rollout = WorldModelRollout(load_world_model(), frames_per_step=4, scene_memory=True)
+    rollout.start(first_frames, their_poses, torch.Generator().manual_seed(0))
+    frames = rollout.step(next_poses)                 # propose + commit
+    candidates = rollout.imagine(candidate_poses, gen)  # N futures, nothing committed
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import diffusers
 import numpy as np
 import torch
 
+from occsim.geometry import poses_to_trajectory
 from occsim.pipeline import OccSoraPipeline
+from occsim.road_users import keep_road_users
+from occsim.scene_memory import SceneMemory, compose
 from occsim.tokenizer import StreamCache
 
 DEFAULT_MODEL = "default_model"
@@ -60,16 +63,35 @@ def load_world_model(
 @dataclass(frozen=True)
 class Window:
     """A generated window that is not part of the world yet: ``latents (1, C, t, h, w)``
-    of the whole window (the context frames, then the new ones). Only the rollout that
-    proposed it can commit it, and only before anything else is committed."""
+    of the whole window (the context frames, then the new ones) and the world ``poses
+    (K, 3)`` of its new frames. Only the rollout that proposed it can commit it, and only
+    before anything else is committed."""
 
     latents: torch.Tensor
+    poses: np.ndarray
     rollout_id: int
     version: int
 
 
+def _poses(poses: np.ndarray, frames: int, name: str) -> np.ndarray:
+    array = np.asarray(poses, dtype=np.float64)
+    if array.shape != (frames, 3) or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (x, y, yaw) of {frames} frames, got {array.shape}")
+    return array
+
+
 class WorldModelRollout:
     """One episode of the learned world.
+
+    Poses are ``(x, y, yaw)`` in one world frame of the caller's choice (the procedural
+    world's, or a clip's first frame); the rollout turns its history poses and the new ones
+    into the DiT's window trajectory itself.
+
+    With ``scene_memory``, what was seen stays as it was: a :class:`SceneMemory` of static
+    structure and free space is filled from the start frames and every committed frame; each
+    generated frame keeps only plausible road users (:func:`keep_road_users`) and is composed
+    onto what the memory knows of its pose (:func:`compose`); the composed frames become the
+    context of the next window (re-encoded through the encoder's stream).
 
     Args:
         pipe: the world model (tokenizer + DiT + scheduler); several rollouts may share one.
@@ -77,6 +99,7 @@ class WorldModelRollout:
             temporal factor, leaving at least one latent frame of context in the window).
         num_inference_steps: solver steps per generated window.
         guidance_scale: classifier-free guidance towards the commanded trajectory.
+        scene_memory: keep a persistent memory of the static scene (see above).
     """
 
     def __init__(
@@ -85,6 +108,7 @@ class WorldModelRollout:
         frames_per_step: int,
         num_inference_steps: int = 10,
         guidance_scale: float = 2.0,
+        scene_memory: bool = False,
     ) -> None:
         factor = pipe.tokenizer.temporal_factor
         latent_frames = pipe.transformer.config.latent_frames
@@ -106,7 +130,10 @@ class WorldModelRollout:
         self.guidance_scale = guidance_scale
         self._pipe = pipe
         self._latents: torch.Tensor | None = None
+        self._poses = np.zeros((0, 3))
         self._cache = StreamCache()
+        self._encoder_cache = StreamCache()
+        self._memory = SceneMemory() if scene_memory else None
         self._generator = torch.Generator()
         self._version = 0
 
@@ -126,40 +153,67 @@ class WorldModelRollout:
         """The world model this rollout samples from."""
         return self._pipe
 
+    @property
+    def has_scene_memory(self) -> bool:
+        """Whether generated frames are composed onto a persistent scene memory."""
+        return self._memory is not None
+
     def context_latents(self) -> torch.Tensor:
         """A copy of the clean context ``(1, C, k, h, w)`` the next window continues."""
         return self._require_started().clone()
+
+    def memory_view(self, pose: np.ndarray) -> np.ndarray:
+        """What the scene memory knows seen from ``pose``: classes ``(X, Y, Z)``,
+        :data:`~occsim.scene_memory.UNKNOWN` where it knows nothing."""
+        if self._memory is None:
+            raise RuntimeError("this rollout keeps no scene memory (scene_memory=False)")
+        return self._memory.project(pose)
+
+    def memory_tiles(self) -> int:
+        """Tiles the scene memory holds (bounded: it evicts what lies far behind)."""
+        return 0 if self._memory is None else len(self._memory)
 
     def _require_started(self) -> torch.Tensor:
         if self._latents is None:
             raise RuntimeError("the rollout has no history: call start() or start_from_noise()")
         return self._latents
 
+    def window_trajectory(self, poses: np.ndarray) -> np.ndarray:
+        """The DiT's condition ``(window_frames, 3)``: the history poses then ``poses``, in
+        the ego frame of the window's first frame."""
+        poses = _poses(poses, self.frames_per_step, "poses")
+        window = np.concatenate([self._poses, poses])
+        return poses_to_trajectory(window[:, :2], window[:, 2])
+
     # ------------------------------------------------------------------ starting
     @torch.no_grad()
-    def start(self, occupancy: np.ndarray, generator: torch.Generator) -> None:
-        """Begin an episode from observed frames ``(T, X, Y, Z)``: encode them as the history
-        (T a multiple of the temporal factor, at least :attr:`history_frames`) and prime the
-        decoder's stream; ``generator`` is the episode's noise source from now on."""
+    def start(self, occupancy: np.ndarray, poses: np.ndarray, generator: torch.Generator) -> None:
+        """Begin an episode from observed frames ``(T, X, Y, Z)`` at world ``poses (T, 3)``:
+        encode them as the history (T a multiple of the temporal factor, at least
+        :attr:`history_frames`) and prime the decoder's stream; ``generator`` is the
+        episode's noise source from now on."""
         frames = len(occupancy)
         if frames % self.temporal_factor or frames < self.history_frames:
             raise ValueError(
                 f"start needs a multiple of {self.temporal_factor} frames and at least "
                 f"{self.history_frames}, got {frames}"
             )
+        poses = _poses(poses, frames, "poses")
         tokenizer = self._pipe.tokenizer
         clip = torch.from_numpy(np.ascontiguousarray(occupancy)[None]).to(tokenizer.device)
-        cache = StreamCache()
-        latents = tokenizer.encode(clip).latents
+        cache, encoder_cache = StreamCache(), StreamCache()
+        latents = tokenizer.encode(clip, encoder_cache if self._memory is not None else None).latents
         tokenizer.decode_classes(latents, cache)
-        self._begin(latents[:, :, -self.context_frames :], cache, generator)
+        self._begin(latents, poses, cache, encoder_cache, generator)
+        self._remember(np.asarray(occupancy), poses)
 
     @torch.no_grad()
-    def start_from_noise(self, trajectory: np.ndarray, generator: torch.Generator) -> np.ndarray:
-        """Begin an episode with a whole window generated from noise along ``trajectory``
-        ``(window_frames, 2|3)`` (paper mode); returns all its frames ``(T, X, Y, Z)``."""
+    def start_from_noise(self, poses: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """Begin an episode with a whole window generated from noise along world ``poses``
+        ``(window_frames, 3)`` (paper mode); returns all its frames ``(T, X, Y, Z)``."""
+        poses = _poses(poses, self.window_frames, "poses")
         out = self._pipe(
-            np.asarray(trajectory)[None, :, :2],
+            poses_to_trajectory(poses[:, :2], poses[:, 2])[None, :, :2],
             context=None,
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
@@ -167,47 +221,90 @@ class WorldModelRollout:
             output_type="latent",
         )
         cache = StreamCache()
-        frames = self._pipe.tokenizer.decode_classes(out.latents, cache)
-        self._begin(out.latents[:, :, -self.context_frames :], cache, generator)
-        return frames[0].cpu().numpy()
+        frames = self._pipe.tokenizer.decode_classes(out.latents, cache)[0].cpu().numpy()
+        self._begin(out.latents, poses, cache, StreamCache(), generator)
+        if self._memory is not None:
+            frames = self._compose(frames, poses)
+            self._encode_context(frames)
+        return frames
 
-    def _begin(self, latents: torch.Tensor, cache: StreamCache, generator: torch.Generator) -> None:
-        self._latents, self._cache, self._generator = latents, cache, generator
+    def _begin(
+        self,
+        latents: torch.Tensor,
+        poses: np.ndarray,
+        cache: StreamCache,
+        encoder_cache: StreamCache,
+        generator: torch.Generator,
+    ) -> None:
+        self._latents = latents[:, :, -self.context_frames :]
+        self._poses = poses[-self.history_frames :]
+        self._cache, self._encoder_cache, self._generator = cache, encoder_cache, generator
+        if self._memory is not None:
+            self._memory.clear()
         self._version += 1
 
+    # ------------------------------------------------------------------ memory
+    def _remember(self, frames: np.ndarray, poses: np.ndarray) -> None:
+        if self._memory is not None:
+            for frame, pose in zip(frames, poses):
+                self._memory.insert(frame, pose)
+
+    def _compose(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
+        """Each frame keeps its plausible road users on what the memory knows, then enters
+        the memory (so what one frame generates, the next one keeps)."""
+        composed = np.empty_like(frames)
+        for k, (frame, pose) in enumerate(zip(frames, poses)):
+            composed[k] = compose(keep_road_users(frame), self._memory.project(pose))
+            self._memory.insert(composed[k], pose)
+        return composed
+
+    @torch.no_grad()
+    def _encode_context(self, frames: np.ndarray) -> None:
+        tokenizer = self._pipe.tokenizer
+        clip = torch.from_numpy(np.ascontiguousarray(frames)[None]).to(tokenizer.device)
+        latents = tokenizer.encode(clip, self._encoder_cache).latents
+        self._latents = latents[:, :, -self.context_frames :].to(self._latents)
+
     # ------------------------------------------------------------------ stepping
-    def propose(self, trajectory: np.ndarray) -> Window:
-        """Generate the window that continues the history along ``trajectory``
-        ``(window_frames, 2|3)`` (history poses, then the new ones, in the window's first
-        frame) with the episode's noise; nothing is committed."""
-        return propose_together([self], [trajectory])[0]
+    def propose(self, poses: np.ndarray) -> Window:
+        """Generate the window that continues the history to the world ``poses
+        (frames_per_step, 3)`` of its new frames, with the episode's noise; nothing is
+        committed."""
+        return propose_together([self], [poses])[0]
 
     @torch.no_grad()
     def commit(self, window: Window) -> np.ndarray:
         """Make a proposed window part of the world: it becomes the history; returns its
-        new frames ``(frames_per_step, X, Y, Z)``, decoded through the stream."""
+        new frames ``(frames_per_step, X, Y, Z)``, decoded through the stream (and, with a
+        scene memory, composed onto it)."""
         if window.rollout_id != id(self) or window.version != self._version:
             raise ValueError(
                 "this window was proposed by another rollout or before the last commit; "
                 "propose a new one"
             )
         new = window.latents[:, :, self.context_frames :]
-        frames = self._pipe.tokenizer.decode_classes(new, self._cache)
+        frames = self._pipe.tokenizer.decode_classes(new, self._cache)[0].cpu().numpy()
         self._latents = window.latents[:, :, -self.context_frames :]
+        self._poses = np.concatenate([self._poses, window.poses])[-self.history_frames :]
+        if self._memory is not None:
+            frames = self._compose(frames, window.poses)
+            self._encode_context(frames)
         self._version += 1
-        return frames[0].cpu().numpy()
+        return frames
 
-    def step(self, trajectory: np.ndarray) -> np.ndarray:
-        """:meth:`propose` then :meth:`commit`: the next frames along ``trajectory``."""
-        return self.commit(self.propose(trajectory))
+    def step(self, poses: np.ndarray) -> np.ndarray:
+        """:meth:`propose` then :meth:`commit`: the next frames, at world ``poses``."""
+        return self.commit(self.propose(poses))
 
     @torch.no_grad()
-    def imagine(self, trajectories: np.ndarray, generator: torch.Generator) -> np.ndarray:
-        """The frames ``(N, frames_per_step, X, Y, Z)`` of N candidate windows along
-        ``trajectories (N, window_frames, 2|3)``, generated as one batch with noise from
-        ``generator`` and decoded from the episode's stream; the episode is unchanged."""
-        trajectories = np.asarray(trajectories)
-        count = len(trajectories)
+    def imagine(self, poses: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """The frames ``(N, frames_per_step, X, Y, Z)`` of N candidate futures at world
+        ``poses (N, frames_per_step, 3)``, generated as one batch with noise from
+        ``generator`` and decoded from the episode's stream; the episode is unchanged.
+        (Raw generated frames: the scene memory is not applied, to keep a planner fast.)"""
+        poses = np.asarray(poses, dtype=np.float64)
+        count = len(poses)
+        trajectories = np.stack([self.window_trajectory(p) for p in poses])
         context = self._require_started().expand(count, -1, -1, -1, -1)
         out = self._pipe(
             trajectories[:, :, :2],
@@ -223,26 +320,27 @@ class WorldModelRollout:
 
 
 @torch.no_grad()
-def propose_together(
-    rollouts: list[WorldModelRollout], trajectories: list[np.ndarray]
-) -> list[Window]:
-    """One batched denoising loop proposing the next window of each rollout along its
-    trajectory, each with its own noise (so a rollout's window does not depend on its batch
-    mates). The rollouts must share one pipeline and generation settings."""
-    if not rollouts or len(rollouts) != len(trajectories):
-        raise ValueError(
-            f"need one trajectory per rollout, got {len(trajectories)} for {len(rollouts)}"
-        )
+def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray]) -> list[Window]:
+    """One batched denoising loop proposing the next window of each rollout to its new world
+    ``poses (frames_per_step, 3)``, each with its own noise (so a rollout's window does not
+    depend on its batch mates). The rollouts must share one pipeline and its settings."""
+    if not rollouts or len(rollouts) != len(poses):
+        raise ValueError(f"need one set of poses per rollout, got {len(poses)} for {len(rollouts)}")
     first = rollouts[0]
     settings = (first._pipe, first.num_inference_steps, first.guidance_scale)
     if any((r._pipe, r.num_inference_steps, r.guidance_scale) != settings for r in rollouts):
         raise ValueError("rollouts proposed together must share a pipeline and its settings")
+    new_poses = [_poses(p, r.frames_per_step, "poses") for r, p in zip(rollouts, poses)]
+    trajectories = [r.window_trajectory(p) for r, p in zip(rollouts, new_poses)]
     out = first._pipe(
-        np.stack([np.asarray(t)[:, :2] for t in trajectories]),
+        np.stack([t[:, :2] for t in trajectories]),
         context=torch.cat([r._require_started() for r in rollouts]),
         num_inference_steps=first.num_inference_steps,
         guidance_scale=first.guidance_scale,
         generator=[r._generator for r in rollouts] if len(rollouts) > 1 else first._generator,
         output_type="latent",
     )
-    return [Window(out.latents[j : j + 1], id(r), r._version) for j, r in enumerate(rollouts)]
+    return [
+        Window(out.latents[j : j + 1], p, id(r), r._version)
+        for j, (r, p) in enumerate(zip(rollouts, new_poses))
+    ]

@@ -12,7 +12,7 @@ from occsim.data import ProceduralClips
 from occsim.envs import ProceduralEnv
 from occsim.evaluate import (
     Report,
-    closed_loop_agreement,
+    closed_loop_fidelity,
     evaluate_adherence,
     evaluate_forecast,
     evaluate_reconstruction,
@@ -48,9 +48,18 @@ class Shifted(Identity):
 def test_identical_worlds_agree_perfectly_in_closed_loop():
     exact = ProceduralEnv(map_seed=4, world_config=SMALL)
     twin = ProceduralEnv(map_seed=4, world_config=SMALL)
-    scores = closed_loop_agreement(exact, twin, ConstantSpeedAgent(exact, 6.0), [0, 1], 2, False)
-    assert len(scores) == 2
-    assert all(s.iou == pytest.approx(100.0) and s.miou == pytest.approx(100.0) for s in scores)
+    agent = ConstantSpeedAgent(exact, 6.0)
+    result = closed_loop_fidelity(exact, twin, agent, [0, 1], 2, progress=False)
+    assert len(result.steps) == 2 and result.episodes == 2
+    for step in result.steps:
+        assert all(step.learned[r].iou == pytest.approx(100.0) for r in ("all", "seen", "new"))
+        assert step.learned["all"].miou == pytest.approx(100.0)
+        # The frozen copy knows nothing of the new region: it predicts it free.
+        assert step.frozen["new"].iou == pytest.approx(0.0)
+        assert step.frozen["seen"].iou < 100.0
+        assert 0.0 < step.seen_fraction < 1.0
+    assert result.learned_only_terminations == 0
+    assert result.learned_terminations == result.exact_terminations
 
 
 def test_reconstruction_scores_and_table():

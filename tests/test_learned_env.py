@@ -13,10 +13,12 @@ import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import BicycleControl, BicycleModel, MetaActions, OccSoraEnv, ProceduralEnv
 from occsim.envs.kinematics import follow_waypoints, window_trajectory
 from occsim.grid import EgoState
+from occsim.labels import FREE_ID, STATIC_CLASSES
 from occsim.pipeline import OccSoraPipeline
 from occsim.procedural import WorldConfig
 from occsim.world_model import WorldModelRollout
 
+STATIC_AND_FREE = (*STATIC_CLASSES, FREE_ID)
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
 FAST = dict(map_seed=4, num_inference_steps=2, guidance_scale=1.5, world_config=SMALL)
 # Guidance-free variant for the many steps of check_env.
@@ -31,6 +33,12 @@ def straight(speed: float = 8.0, k: int = 4) -> np.ndarray:
 @pytest.fixture(scope="module")
 def env(tiny_pipeline_path) -> OccSoraEnv:
     return OccSoraEnv(pipeline_path=str(tiny_pipeline_path), **FAST)
+
+
+@pytest.fixture(scope="module")
+def plain_env(tiny_pipeline_path) -> OccSoraEnv:
+    """Without scene memory: each window continues the DiT's own latents."""
+    return OccSoraEnv(pipeline_path=str(tiny_pipeline_path), scene_memory=False, **FAST)
 
 
 def rollout(env, seed: int, steps: int = 2) -> list[dict]:
@@ -73,7 +81,8 @@ def test_starts_from_the_procedural_scene_of_the_same_seed(env):
     np.testing.assert_allclose(learned_info["ego_pose"][:2], exact_info["ego_pose"][:2], atol=0.5)
 
 
-def test_each_step_continues_the_latent_history(env, monkeypatch):
+def test_each_step_continues_the_latent_history(plain_env, monkeypatch):
+    env = plain_env
     calls = []
     original = OccSoraPipeline.__call__
 
@@ -98,7 +107,8 @@ def test_each_step_continues_the_latent_history(env, monkeypatch):
     np.testing.assert_allclose(np.diff(trajectory[4:, 0]), 3.0, atol=1e-4)
 
 
-def test_stream_decoding_equals_decoding_the_whole_history(env, monkeypatch):
+def test_stream_decoding_equals_decoding_the_whole_history(plain_env, monkeypatch):
+    env = plain_env
     windows = []
     original = WorldModelRollout.commit
 
@@ -286,3 +296,35 @@ def test_the_bundled_world_continues_from_step_to_step():
             learned[k][0], learned[k + 1][0], learned[k][1], learned[k + 1][1], tolerance=1
         )
         assert agreement >= chance + 0.5 * (ceiling - chance), (k, agreement, chance, ceiling)
+
+
+def test_the_learned_world_never_reads_the_procedural_world_after_reset(env, monkeypatch):
+    expected = rollout(env, 5)
+    env.reset(seed=5)
+
+    def peeked(*args, **kwargs):
+        raise AssertionError("the learned world read the procedural world after reset")
+
+    from occsim.procedural import ProceduralWorld, scene
+
+    for name in ("reset", "render", "step", "step_scripted", "rollout"):
+        monkeypatch.setattr(ProceduralWorld, name, peeked)
+    monkeypatch.setattr(scene, "starting_scene", peeked)
+    monkeypatch.setattr(scene, "opening_frames", peeked)
+    scene._world.cache_clear()  # the maps it built are gone too
+    for step in expected[1:]:
+        np.testing.assert_array_equal(env.step(straight())[0]["occupancy"], step["occupancy"])
+
+
+def test_scene_memory_keeps_the_seen_world_while_standing_still(env):
+    """Zero waypoints for several steps: the known static structure stays voxel for voxel
+    (only what the memory had not seen, and road users, may change)."""
+    observation, info = env.reset(seed=2)
+    first = observation["occupancy"][-1]
+    known = env.rollout.memory_view(info["ego_pose"]) != 255
+    static = known & np.isin(first, STATIC_AND_FREE)
+    for _ in range(3):
+        observation, *_ = env.step(np.zeros((4, 2), dtype=np.float32))
+    last = observation["occupancy"][-1]
+    assert static.mean() > 0.9
+    assert np.mean(last[static] == first[static]) > 0.999

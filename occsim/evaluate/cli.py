@@ -55,7 +55,12 @@ def _forecast(args: argparse.Namespace) -> None:
     from occsim.evaluate.report import Report
 
     scores = evaluate_forecast(
-        _pipeline(args), _dataset(args, 10), args.clips, args.solver_steps, args.guidance
+        _pipeline(args),
+        _dataset(args, 10),
+        args.clips,
+        args.solver_steps,
+        args.guidance,
+        scene_memory=not args.no_scene_memory,
     )
     rows = [
         {"horizon": f"{s} s", "IoU": x.iou, "mIoU": x.miou} for s, x in zip(HORIZON_SECONDS, scores)
@@ -66,7 +71,7 @@ def _forecast(args: argparse.Namespace) -> None:
             "Forecast (2 s history -> 3 s)",
             ["horizon", "IoU", "mIoU"],
             rows,
-            {"data": args.data, "clips": args.clips},
+            {"data": args.data, "clips": args.clips, "scene_memory": not args.no_scene_memory},
         ),
         args,
     )
@@ -140,42 +145,32 @@ def _adherence(args: argparse.Namespace) -> None:
 
 
 def _closed_loop(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from occsim.agents import ConstantSpeedAgent
+    from occsim.agents import ConstantSpeedAgent, PlannerAgent
+    from occsim.assets import asset_path
     from occsim.envs import OccSoraEnv, ProceduralEnv
-    from occsim.evaluate.closed_loop import closed_loop_agreement
-    from occsim.evaluate.report import Report
+    from occsim.evaluate.closed_loop import closed_loop_fidelity, closed_loop_report
+    from occsim.evaluate.features import FD_ENCODER, OccupancyFeatureNet
 
     pipe = _pipeline(args)
     learned = OccSoraEnv(
-        pipeline=pipe, num_inference_steps=args.solver_steps, guidance_scale=args.guidance
+        pipeline=pipe,
+        num_inference_steps=args.solver_steps,
+        guidance_scale=args.guidance,
+        scene_memory=not args.no_scene_memory,
     )
     exact = ProceduralEnv()
-    agent = ConstantSpeedAgent(exact, 6.0)
+    if args.agent == "planner":
+        agent = PlannerAgent(exact, seed=0)
+    else:
+        agent = ConstantSpeedAgent(exact, args.speed)
     seeds = list(range(args.data_seed, args.data_seed + args.clips))
-    scores = closed_loop_agreement(exact, learned, agent, seeds, args.steps)
-    rows = [
-        {"step": k + 1, "seconds": 2.0 * (k + 1), "IoU": s.iou, "mIoU": s.miou}
-        for k, s in enumerate(scores)
-    ]
-    rows.append(
-        {
-            "step": "mean",
-            "IoU": float(np.mean([s.iou for s in scores])),
-            "mIoU": float(np.nanmean([s.miou for s in scores])),
-        }
+    encoder = OccupancyFeatureNet.from_pretrained(asset_path(FD_ENCODER)).eval()
+    result = closed_loop_fidelity(exact, learned, agent, seeds, args.steps, encoder)
+    report = closed_loop_report(result)
+    report.meta.update(
+        {"seeds": seeds, "agent": args.agent, "scene_memory": not args.no_scene_memory}
     )
-    _finish(
-        Report(
-            "eval:closed-loop",
-            "Closed loop: learned vs exact world",
-            ["step", "seconds", "IoU", "mIoU"],
-            rows,
-            {"seeds": seeds},
-        ),
-        args,
-    )
+    _finish(report, args)
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -217,7 +212,7 @@ def add_commands(commands) -> None:
         ("forecast", _forecast, "2 s history -> IoU/mIoU at 1, 2, 3 s", 32, 0),
         ("generate", _generate, "Fréchet distance and class JSD of generated clips", 16, 0),
         ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
-        ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 4, 5),
+        ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 8, 10),
     ):
         parser = kinds.add_parser(name, help=help_text)
         _common(parser, clips, steps)
@@ -226,6 +221,15 @@ def add_commands(commands) -> None:
             parser.add_argument("--steps-list", default="10,100", help="solver steps to sweep")
             parser.add_argument(
                 "--strengths", default="1.0,0.75,0.5", help="denoising ratios to sweep"
+            )
+        if name == "closed-loop":
+            parser.add_argument(
+                "--agent", choices=("constant", "planner"), default="constant", help="driver"
+            )
+            parser.add_argument("--speed", type=float, default=6.0, help="m/s of 'constant'")
+        if name in ("closed-loop", "forecast"):
+            parser.add_argument(
+                "--no-scene-memory", action="store_true", help="regenerate everything each step"
             )
         if name == "recon":
             parser.add_argument(

@@ -22,13 +22,15 @@ def _cell(value: Any) -> str:
 
 @dataclass
 class Report:
-    """``rows`` of ``columns`` under a ``title``; ``meta`` records how they were made."""
+    """``rows`` of ``columns`` under a ``title``, ``notes`` (lines) under it; ``meta``
+    records how they were made."""
 
     name: str
     title: str
     columns: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", ""]
@@ -38,6 +40,8 @@ class Report:
         lines.append("|" + "---|" * len(self.columns))
         for row in self.rows:
             lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in self.columns) + " |")
+        if self.notes:
+            lines += ["", *self.notes]
         return "\n".join(lines) + "\n"
 
     def save_json(self, path: str | Path) -> None:
@@ -45,7 +49,8 @@ class Report:
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in self.rows
         ]
-        write_json_atomic(path, {"name": self.name, "meta": self.meta, "rows": clean})
+        record = {"name": self.name, "meta": self.meta, "rows": clean, "notes": self.notes}
+        write_json_atomic(path, record)
 
     def update_benchmarks(self, path: str | Path) -> None:
         """Replace (or append) this report's section of a markdown file, between markers."""

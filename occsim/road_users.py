@@ -1,0 +1,135 @@
+"""Road users as objects: generated frames keep a blob of a road-user class only where it is
+a plausible object, never a few stray voxels.
+
+A road user is a connected blob (26-connected, any road-user class) that stands on the
+ground, is no taller than its class can be, holds at least a fraction of the voxels of its
+class's smallest body and stands on ground a road user can use (road, crossing, sidewalk,
+parking). It takes the class most of its voxels have. Anything else is speckle: its voxels
+become free, or the surrounding ground on the ground layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from occsim.grid import OCC3D_GRID, GridSpec
+from occsim.labels import (
+    BICYCLE,
+    BUS,
+    CAR,
+    CONSTRUCTION_VEHICLE,
+    DRIVEABLE_SURFACE,
+    DYNAMIC_CLASSES,
+    FREE_ID,
+    GROUND_CLASSES,
+    MOTORCYCLE,
+    OTHER_FLAT,
+    PEDESTRIAN,
+    SIDEWALK,
+    TRAILER,
+    TRUCK,
+)
+
+# Fewest voxels a blob of the class must hold: about half of the smallest body of the class
+# at 0.4 m (a pedestrian 0.6 x 0.6 x 1.8 m covers 2-4 columns of 5 voxels).
+MIN_VOXELS: dict[int, int] = {
+    PEDESTRIAN: 6,
+    BICYCLE: 12,
+    MOTORCYCLE: 12,
+    CAR: 40,
+    TRAILER: 40,
+    TRUCK: 60,
+    BUS: 60,
+    CONSTRUCTION_VEHICLE: 60,
+}
+# Tallest body of the class in metres, with a voxel of slack.
+MAX_HEIGHT: dict[int, float] = {
+    PEDESTRIAN: 2.4,
+    BICYCLE: 2.4,
+    MOTORCYCLE: 2.4,
+    CAR: 2.4,
+    TRAILER: 4.4,
+    TRUCK: 4.4,
+    BUS: 4.4,
+    CONSTRUCTION_VEHICLE: 4.4,
+}
+USABLE_GROUND: tuple[int, ...] = (DRIVEABLE_SURFACE, OTHER_FLAT, SIDEWALK)
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+def _table(classes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(classes)] = True
+    return table
+
+
+_ROAD_USER = _table(DYNAMIC_CLASSES)
+_USABLE = _table(USABLE_GROUND)
+_GROUND = _table(GROUND_CLASSES)
+
+
+def _table_of(values: dict[int, float]) -> np.ndarray:
+    table = np.full(256, np.inf)
+    for cls, value in values.items():
+        table[cls] = value
+    return table
+
+
+_MIN_VOXELS = _table_of(MIN_VOXELS)
+_MAX_HEIGHT = _table_of(MAX_HEIGHT)
+
+
+def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarray:
+    """``frame (X, Y, Z)`` with only plausible road users: each blob of road-user voxels
+    that passes the checks takes its majority class; the rest become free (the ground layer
+    takes the nearest ground). A new array; the input is not changed."""
+    frame = np.asarray(frame)
+    users = _ROAD_USER[frame]
+    out = frame.copy()
+    if not users.any():
+        return out
+    labels, count = ndimage.label(users, _CONNECTIVITY)
+    x, y, z = np.nonzero(users)
+    blob = labels[x, y, z]
+    classes = frame[x, y, z]
+    size = np.bincount(blob, minlength=count + 1)
+    votes = np.bincount(blob * 256 + classes, minlength=(count + 1) * 256).reshape(-1, 256)
+    majority = votes.argmax(axis=1)
+    bottom = np.full(count + 1, np.iinfo(np.int64).max)
+    top = np.full(count + 1, -1)
+    np.minimum.at(bottom, blob, z)
+    np.maximum.at(top, blob, z)
+    # Usable ground within two cells of a voxel's column (the ground under a road user is
+    # its own class in the frame; the ground around it tells where it stands).
+    g = grid.ground_index
+    ground = frame[:, :, g]
+    usable = ndimage.binary_dilation(_USABLE[ground] & ~users[:, :, g], np.ones((5, 5), bool))
+    on_usable = np.bincount(blob, weights=usable[x, y], minlength=count + 1) / np.maximum(size, 1)
+    height = (top + 1 - g) * grid.voxel_size
+    # A road user cut by the edge of the view shows only part of its body.
+    edge = (x == 0) | (y == 0) | (x == frame.shape[0] - 1) | (y == frame.shape[1] - 1)
+    cut = np.bincount(blob, weights=edge, minlength=count + 1) > 0
+    plausible = (
+        ((size >= _MIN_VOXELS[majority]) | cut)
+        & (bottom <= g + 1)
+        & (height <= _MAX_HEIGHT[majority])
+        & (on_usable >= 0.5)
+    )
+    keep = plausible[blob]
+    # One object, one class (a trailer keeps its own class behind a truck).
+    target = majority[blob]
+    relabel = keep & ~((target == TRUCK) & (classes == TRAILER))
+    out[x[relabel], y[relabel], z[relabel]] = target[relabel]
+    drop = ~keep
+    if drop.any():
+        out[x[drop], y[drop], z[drop]] = FREE_ID
+        floor = drop & (z == g)
+        if floor.any():
+            # Dropped voxels on the ground layer take the nearest ground class.
+            known = _GROUND[ground] & ~users[:, :, g]
+            if known.any():
+                _, (nx, ny) = ndimage.distance_transform_edt(~known, return_indices=True)
+                fx, fy = x[floor], y[floor]
+                out[fx, fy, g] = ground[nx[fx, fy], ny[fx, fy]]
+    return out

@@ -1,0 +1,234 @@
+"""Scene memory: a world-frame voxel map of the static structure an episode has seen.
+
+Frames come in ego frames; the memory keeps their static voxels (ground, buildings,
+vegetation, barriers, ... and free space) in square tiles of a world-aligned grid finer than
+the voxels (so that a frame written at one pose and read at another is resampled without
+holes), evicts tiles beyond a radius of the ego, and re-projects what it knows into any ego
+pose with an exact rigid transform. Voxels it has not seen, and voxels that held road users
+when it saw them, stay :data:`UNKNOWN`.
+
+It is the persistent half of the learned world (what was seen stays as it was) and, filled
+with one frame only, the frozen-copy reference a world model has to beat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from occsim.grid import OCC3D_GRID, GridSpec
+from occsim.labels import DYNAMIC_CLASSES, FREE_ID, GROUND_CLASSES
+
+UNKNOWN: int = 255  # a voxel the memory knows nothing about
+
+
+def _class_table(classes: tuple[int, ...]) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(classes)] = True
+    return table
+
+
+_DYNAMIC = _class_table(DYNAMIC_CLASSES)
+_GROUND = _class_table(GROUND_CLASSES)
+
+
+class SceneMemory:
+    """Static structure and free space in world coordinates, in tiles around the ego.
+
+    Args:
+        grid: the ego-frame grid of the frames written and read.
+        cell_size: metres of a memory cell (half a voxel by default: written frames are
+            resampled without holes and read back at their own pose exactly).
+        tile_cells: cells along a tile's side.
+        radius: metres from the ego beyond which tiles are evicted (bounded memory).
+    """
+
+    def __init__(
+        self,
+        grid: GridSpec = OCC3D_GRID,
+        cell_size: float | None = None,
+        tile_cells: int = 128,
+        radius: float = 80.0,
+    ) -> None:
+        self.grid = grid
+        self.cell_size = grid.voxel_size / 2 if cell_size is None else float(cell_size)
+        if self.cell_size <= 0 or tile_cells < 1 or radius <= 0:
+            raise ValueError(
+                f"cell_size, tile_cells and radius must be positive, got "
+                f"{self.cell_size}, {tile_cells}, {radius}"
+            )
+        self.tile_cells, self.radius = tile_cells, float(radius)
+        self._tiles: dict[tuple[int, int], np.ndarray] = {}
+        self._centres = grid.bev_centers().reshape(-1, 2)
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        """Tiles held."""
+        return len(self._tiles)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of voxel storage held."""
+        return sum(tile.nbytes for tile in self._tiles.values())
+
+    def tile_keys(self) -> Iterator[tuple[int, int]]:
+        """Indices ``(tx, ty)`` of the tiles held."""
+        return iter(self._tiles)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._tiles.clear()
+
+    # ------------------------------------------------------------------ geometry
+    def _cells_of(self, world_xy: np.ndarray) -> np.ndarray:
+        return np.floor(world_xy / self.cell_size).astype(np.int64)
+
+    @staticmethod
+    def _to_world(local_xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        c, s = np.cos(pose[2]), np.sin(pose[2])
+        x, y = local_xy[..., 0], local_xy[..., 1]
+        return np.stack([pose[0] + c * x - s * y, pose[1] + s * x + c * y], axis=-1)
+
+    @staticmethod
+    def _to_local(world_xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        c, s = np.cos(pose[2]), np.sin(pose[2])
+        dx, dy = world_xy[..., 0] - pose[0], world_xy[..., 1] - pose[1]
+        return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+
+    # ------------------------------------------------------------------ writing
+    def insert(self, frame: np.ndarray, pose: np.ndarray) -> None:
+        """Write the static voxels and free space of ``frame (X, Y, Z)`` seen from ``pose``
+        ``(x, y, yaw)`` (world frame); voxels of road users leave what the memory had.
+        Then evict tiles farther than :attr:`radius` from ``pose``."""
+        frame = np.asarray(frame)
+        if frame.shape != self.grid.shape or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 {self.grid.shape}, got {frame.dtype} {frame.shape}"
+            )
+        pose = np.asarray(pose, dtype=np.float64)
+        if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+            raise ValueError(f"pose must be finite (x, y, yaw), got {pose!r}")
+        # Every memory cell whose centre falls inside the view samples its nearest voxel.
+        # The cells of the view's bounding box form a rectangle, and a cell's voxel index is
+        # separable in the cell's row and column, so the indices are outer sums.
+        c, si = np.cos(pose[2]), np.sin(pose[2])
+        half = np.abs(self.grid.lower[:2]).max(), np.abs(self.grid.upper[:2]).max()
+        extent = max(half) * (abs(c) + abs(si))
+        low = self._cells_of(pose[:2] - extent)
+        high = self._cells_of(pose[:2] + extent) + 1
+        ax = (np.arange(low[0], high[0]) + 0.5) * self.cell_size - pose[0]
+        ay = (np.arange(low[1], high[1]) + 0.5) * self.cell_size - pose[1]
+        voxel, lower = self.grid.voxel_size, self.grid.lower
+        ix = np.floor(((c * ax)[:, None] + (si * ay)[None, :] - lower[0]) / voxel).astype(np.int64)
+        iy = np.floor(((-si * ax)[:, None] + (c * ay)[None, :] - lower[1]) / voxel).astype(np.int64)
+        nx, ny, nz = self.grid.shape
+        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        for tile in self._tiles_between(low, high):
+            origin = np.array(tile) * self.tile_cells
+            first = np.maximum(origin, low)
+            last = np.minimum(origin + self.tile_cells, high)
+            rows = slice(first[0] - low[0], last[0] - low[0])
+            cols = slice(first[1] - low[1], last[1] - low[1])
+            mask = inside[rows, cols]
+            if not mask.any():
+                continue
+            storage = self._tiles.get(tile)
+            if storage is None:
+                storage = np.full((self.tile_cells, self.tile_cells, nz), UNKNOWN, np.uint8)
+                self._tiles[tile] = storage
+            columns = frame[ix[rows, cols][mask], iy[rows, cols][mask]]  # (n, Z)
+            region = storage[
+                first[0] - origin[0] : last[0] - origin[0],
+                first[1] - origin[1] : last[1] - origin[1],
+            ]
+            region[mask] = np.where(_DYNAMIC[columns], region[mask], columns)
+        self.evict(pose)
+
+    def _tiles_between(self, low: np.ndarray, high: np.ndarray) -> list[tuple[int, int]]:
+        first, last = low // self.tile_cells, (high - 1) // self.tile_cells
+        return [
+            (int(tx), int(ty))
+            for tx in range(first[0], last[0] + 1)
+            for ty in range(first[1], last[1] + 1)
+        ]
+
+    def evict(self, pose: np.ndarray) -> None:
+        """Drop tiles whose nearest point lies farther than :attr:`radius` from ``pose``."""
+        size = self.tile_cells * self.cell_size
+        for key in list(self._tiles):
+            lower = np.array(key) * size
+            nearest = np.clip(pose[:2], lower, lower + size)
+            if np.hypot(*(nearest - pose[:2])) > self.radius:
+                del self._tiles[key]
+
+    # ------------------------------------------------------------------ reading
+    def project(self, pose: np.ndarray) -> np.ndarray:
+        """What the memory knows seen from ``pose (x, y, yaw)``: classes ``(X, Y, Z)`` uint8,
+        :data:`UNKNOWN` where it knows nothing."""
+        pose = np.asarray(pose, dtype=np.float64)
+        nz = self.grid.shape[2]
+        out = np.full((len(self._centres), nz), UNKNOWN, dtype=np.uint8)
+        cells = self._cells_of(self._to_world(self._centres, pose))
+        tiles = cells // self.tile_cells
+        local = cells - tiles * self.tile_cells
+        keys = tiles[:, 0] * (1 << 32) + tiles[:, 1]
+        for key in np.unique(keys):
+            rows = np.flatnonzero(keys == key)
+            tile = (int(tiles[rows[0], 0]), int(tiles[rows[0], 1]))
+            storage = self._tiles.get(tile)
+            if storage is not None:
+                out[rows] = storage[local[rows, 0], local[rows, 1]]
+        return out.reshape(*self.grid.shape[:2], nz)
+
+
+def known_mask(projected: np.ndarray) -> np.ndarray:
+    """Boolean mask of the voxels a projection knows."""
+    return projected != UNKNOWN
+
+
+def reproject(
+    frame: np.ndarray, frame_pose: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID
+) -> np.ndarray:
+    """``frame (X, Y, Z)`` seen from ``frame_pose`` resampled (nearest voxel) into the ego
+    frame at ``pose`` (both ``(x, y, yaw)`` in one world frame); :data:`UNKNOWN` where the
+    new view reaches beyond the old one."""
+    frame_pose = np.asarray(frame_pose, dtype=np.float64)
+    pose = np.asarray(pose, dtype=np.float64)
+    centres = grid.bev_centers().reshape(-1, 2)
+    world = SceneMemory._to_world(centres, pose)
+    index = grid.metric_to_index(SceneMemory._to_local(world, frame_pose))
+    inside = grid.contains(index)
+    out = np.full((len(centres), grid.shape[2]), UNKNOWN, dtype=np.uint8)
+    out[inside] = np.asarray(frame)[index[inside, 0], index[inside, 1]]
+    return out.reshape(grid.shape)
+
+
+def view_overlap(
+    frame_pose: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID
+) -> np.ndarray:
+    """Boolean ``(X, Y)``: the columns of the view at ``pose`` that the view at
+    ``frame_pose`` also covers."""
+    centres = grid.bev_centers()
+    world = SceneMemory._to_world(centres, np.asarray(pose, dtype=np.float64))
+    local = SceneMemory._to_local(world, np.asarray(frame_pose, dtype=np.float64))
+    return grid.contains(grid.metric_to_index(local))
+
+
+def frozen_copy(frame: np.ndarray, frame_pose: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """The frozen-copy reference: ``frame`` seen from ``frame_pose`` re-projected into
+    ``pose`` with road users frozen where they were and unknown space free (the figure a
+    world model has to beat)."""
+    projected = reproject(frame, frame_pose, pose)
+    return np.where(projected == UNKNOWN, np.uint8(FREE_ID), projected)
+
+
+def compose(generated: np.ndarray, projected: np.ndarray) -> np.ndarray:
+    """A generated frame on top of what the memory knows (``projected``, from
+    :meth:`SceneMemory.project`): known voxels keep the memory's class, except where the
+    generated frame puts a road user on space the memory knows to be free or ground (road
+    users move in; they never replace a building)."""
+    known = projected != UNKNOWN
+    user = _DYNAMIC[generated]
+    open_space = (projected == FREE_ID) | _GROUND[projected]
+    return np.where(known & ~(user & open_space), projected, generated).astype(np.uint8)

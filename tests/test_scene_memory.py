@@ -1,0 +1,161 @@
+"""Scene memory, road users as objects and the composition of generated frames, on
+hand-built scenes whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from occsim.grid import OCC3D_GRID
+from occsim.labels import (
+    BICYCLE,
+    CAR,
+    DRIVEABLE_SURFACE,
+    FREE_ID,
+    MANMADE,
+    PEDESTRIAN,
+    SIDEWALK,
+    TERRAIN,
+)
+from occsim.road_users import keep_road_users
+from occsim.scene_memory import UNKNOWN, SceneMemory, compose, frozen_copy, reproject
+
+G = OCC3D_GRID.ground_index  # 2
+
+
+def street() -> np.ndarray:
+    """Terrain, a road along x (y in [-4, 4) m), a building block at x in [10, 14) m,
+    y in [8, 12) m, 0.2-2.6 m high."""
+    frame = np.full(OCC3D_GRID.shape, FREE_ID, dtype=np.uint8)
+    frame[:, :, G] = TERRAIN
+    frame[:, 90:110, G] = DRIVEABLE_SURFACE
+    frame[125:135, 120:130, G + 1 : G + 7] = MANMADE
+    return frame
+
+
+def test_reads_back_what_it_wrote_at_the_same_pose():
+    memory = SceneMemory()
+    frame, pose = street(), np.array([5.0, -3.0, 0.7])
+    memory.insert(frame, pose)
+    assert np.array_equal(memory.project(pose), frame)
+
+
+def test_projection_of_a_shifted_scene():
+    memory = SceneMemory()
+    memory.insert(street(), np.zeros(3))
+    # 4 m forward (10 voxels): the block is now 6-10 m ahead; the last 10 rows are unknown.
+    view = memory.project(np.array([4.0, 0.0, 0.0]))
+    expected = street()[10:]
+    assert np.array_equal(view[:190], expected)
+    assert (view[190:] == UNKNOWN).all()
+    assert (view[115:125, 120:130, G + 1] == MANMADE).all()
+
+
+def test_projection_of_a_scene_turned_by_90_degrees():
+    memory = SceneMemory()
+    memory.insert(street(), np.zeros(3))
+    # Turned left by 90 degrees at the same place: the old +x (forward) is now -y (right),
+    # the old +y (left) is now +x (forward). The road along old x runs along new y.
+    view = memory.project(np.array([0.0, 0.0, np.pi / 2]))
+    assert (view[90:110, :, G] == DRIVEABLE_SURFACE).all()
+    assert (view[:90, :, G] == TERRAIN).all() and (view[110:, :, G] == TERRAIN).all()
+    # Block at old (x 10..14, y 8..12) -> new (x = old y 8..12, y = -old x -14..-10).
+    block = view[:, :, G + 1] == MANMADE
+    rows, cols = np.nonzero(block)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (120, 129, 65, 74)
+    assert block.sum() == 100
+
+
+def test_known_mask_and_road_users_are_not_remembered():
+    frame = street()
+    frame[105:116, 96:101, G : G + 4] = CAR  # a car 2-6.4 m ahead on the road
+    memory = SceneMemory()
+    memory.insert(frame, np.zeros(3))
+    view = memory.project(np.array([20.0, 0.0, 0.0]))
+    known = (view != UNKNOWN).any(axis=-1)
+    # 20 m ahead, the first 150 rows (x < 20 m in the new frame) were seen, the rest not.
+    assert known[:150].all() and not known[150:].any()
+    assert (view != UNKNOWN).sum() == 150 * 200 * 16 - 11 * 5 * 4
+    # The car's voxels (now 18-13.6 m behind) are unknown: road users are not static.
+    assert (view[55:66, 96:101, G : G + 4] == UNKNOWN).all()
+    assert (view[55:66, 96:101, G + 4] == FREE_ID).all()  # above the car: seen free
+
+
+def test_memory_stays_bounded_and_evicts_what_lies_behind():
+    memory = SceneMemory(radius=80.0)
+    frame = street()
+    sizes = []
+    for k in range(100):  # 1 km straight ahead in 10 m steps
+        memory.insert(frame, np.array([10.0 * k, 0.0, 0.0]))
+        sizes.append(len(memory))
+    tile = memory.tile_cells * memory.cell_size  # 25.6 m
+    # Tiles within 80 m of the ego in x, and the view's 40 m half-width in y.
+    bound = int(np.ceil(2 * 80 / tile + 1) * np.ceil(2 * 40 / tile + 1))
+    assert max(sizes) <= bound and sizes[-1] == sizes[50]
+    assert memory.nbytes == len(memory) * memory.tile_cells**2 * OCC3D_GRID.shape[2]
+    # Back at the start, everything was evicted: nothing is known.
+    assert (memory.project(np.zeros(3)) == UNKNOWN).all()
+
+
+def test_bad_frames_and_poses_are_refused():
+    memory = SceneMemory()
+    with pytest.raises(ValueError, match="uint8"):
+        memory.insert(np.zeros((10, 10, 16), dtype=np.uint8), np.zeros(3))
+    with pytest.raises(ValueError, match="pose"):
+        memory.insert(street(), np.array([0.0, np.nan, 0.0]))
+
+
+def test_frozen_copy_and_reproject():
+    frame = street()
+    frame[105:116, 96:101, G : G + 4] = CAR
+    copy = frozen_copy(frame, np.zeros(3), np.array([4.0, 0.0, 0.0]))
+    assert np.array_equal(copy[:190], frame[10:])  # road users frozen where they were
+    assert (copy[190:] == FREE_ID).all()  # unknown space free
+    assert (reproject(frame, np.zeros(3), np.array([80.0, 0.0, 0.0])) == UNKNOWN).all()
+
+
+def car_at(frame: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    frame[x0 : x0 + 11, y0 : y0 + 5, G : G + 4] = CAR  # 4.4 x 2 x 1.6 m
+    return frame
+
+
+def test_stray_voxels_never_become_road_users():
+    frame = car_at(street(), 130, 95)
+    frame[100, 100, G + 2] = BICYCLE  # four stray voxels inside the ego box
+    frame[101, 99, G + 1] = BICYCLE
+    frame[99, 101, G + 3] = PEDESTRIAN
+    frame[60, 60, G + 5] = CAR  # floating speckle
+    kept = keep_road_users(frame)
+    assert (kept[130:141, 95:100, G : G + 4] == CAR).all()  # the car stays
+    assert kept[100, 100, G + 2] == FREE_ID and kept[101, 99, G + 1] == FREE_ID
+    assert kept[99, 101, G + 3] == FREE_ID and kept[60, 60, G + 5] == FREE_ID
+    assert np.array_equal(kept[:, :, : G + 1] != FREE_ID, frame[:, :, : G + 1] != FREE_ID)
+
+
+def test_a_road_user_takes_one_class_and_needs_usable_ground():
+    frame = car_at(street(), 130, 95)
+    frame[131, 96, G + 1] = BICYCLE  # a few voxels of another class inside the car
+    frame = car_at(frame, 30, 30)  # a car in the middle of terrain, far from any road
+    frame[20, 10:14, G] = SIDEWALK  # (not near it)
+    kept = keep_road_users(frame)
+    assert kept[131, 96, G + 1] == CAR
+    assert (kept[30:41, 30:35, G + 1 : G + 4] == FREE_ID).all()
+    # Its footprint on the ground layer takes the surrounding ground back.
+    assert (kept[30:41, 30:35, G] == TERRAIN).all()
+
+
+def test_composition_keeps_known_structure_and_road_users_on_known_road():
+    memory = SceneMemory()
+    memory.insert(street(), np.zeros(3))
+    projected = memory.project(np.zeros(3))
+    generated = np.full(OCC3D_GRID.shape, FREE_ID, dtype=np.uint8)  # a blurry world...
+    generated[:, :, G] = TERRAIN  # ...that lost the road
+    generated = car_at(generated, 140, 95)  # ...with a car on the (known) road
+    generated = car_at(generated, 124, 120)  # ...and one inside the (known) building
+    composed = compose(generated, projected)
+    assert (composed[:140, 90:110, G] == DRIVEABLE_SURFACE).all()  # the road is kept
+    assert (composed[140:151, 95:100, G : G + 4] == CAR).all()  # the car drives on it
+    assert (composed[125:135, 120:125, G + 1 : G + 4] == MANMADE).all()  # building wins
+    # Where the memory knows nothing, the generated frame stands.
+    projected[180:] = UNKNOWN
+    assert np.array_equal(compose(generated, projected)[180:], generated[180:])
