@@ -202,7 +202,9 @@ class WorldModelRollout:
         tokenizer = self._pipe.tokenizer
         clip = torch.from_numpy(np.ascontiguousarray(occupancy)[None]).to(tokenizer.device)
         cache, encoder_cache = StreamCache(), StreamCache()
-        latents = tokenizer.encode(clip, encoder_cache if self._memory is not None else None).latents
+        # With a memory, later context is encoded through the encoder's stream: start it.
+        stream = encoder_cache if self._memory is not None else None
+        latents = tokenizer.encode(clip, stream).latents
         tokenizer.decode_classes(latents, cache)
         self._begin(latents, poses, cache, encoder_cache, generator)
         self._remember(np.asarray(occupancy), poses)
