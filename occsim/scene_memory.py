@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from occsim.grid import OCC3D_GRID, GridSpec
-from occsim.labels import DYNAMIC_CLASSES, FREE_ID, GROUND_CLASSES
+from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, FREE_ID, GROUND_CLASSES
 
 UNKNOWN: int = 255  # a voxel the memory knows nothing about
 
@@ -31,6 +31,7 @@ def _class_table(classes: tuple[int, ...]) -> np.ndarray:
 
 _DYNAMIC = _class_table(DYNAMIC_CLASSES)
 _GROUND = _class_table(GROUND_CLASSES)
+_GROUND_INDEX = OCC3D_GRID.ground_index
 
 
 class SceneMemory:
@@ -97,10 +98,12 @@ class SceneMemory:
         return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
 
     # ------------------------------------------------------------------ writing
-    def insert(self, frame: np.ndarray, pose: np.ndarray) -> None:
+    def insert(self, frame: np.ndarray, pose: np.ndarray, only_unknown: bool = False) -> None:
         """Write the static voxels and free space of ``frame (X, Y, Z)`` seen from ``pose``
         ``(x, y, yaw)`` (world frame); voxels of road users leave what the memory had.
-        Then evict tiles farther than :attr:`radius` from ``pose``."""
+        With ``only_unknown``, voxels the memory knows stay as they are (a generated frame
+        adds what is new; writing back what it re-projected would blur the known world a
+        little with every resampling). Then evict tiles farther than :attr:`radius`."""
         frame = np.asarray(frame)
         if frame.shape != self.grid.shape or frame.dtype != np.uint8:
             raise ValueError(
@@ -142,7 +145,9 @@ class SceneMemory:
                 first[0] - origin[0] : last[0] - origin[0],
                 first[1] - origin[1] : last[1] - origin[1],
             ]
-            region[mask] = np.where(_DYNAMIC[columns], region[mask], columns)
+            old = region[mask]
+            keep = _DYNAMIC[columns] | ((old != UNKNOWN) if only_unknown else False)
+            region[mask] = np.where(keep, old, columns)
         self.evict(pose)
 
     def _tiles_between(self, low: np.ndarray, high: np.ndarray) -> list[tuple[int, int]]:
@@ -223,12 +228,31 @@ def frozen_copy(frame: np.ndarray, frame_pose: np.ndarray, pose: np.ndarray) -> 
     return np.where(projected == UNKNOWN, np.uint8(FREE_ID), projected)
 
 
-def compose(generated: np.ndarray, projected: np.ndarray) -> np.ndarray:
+def compose(
+    generated: np.ndarray, projected: np.ndarray, predicted: np.ndarray | None = None
+) -> np.ndarray:
     """A generated frame on top of what the memory knows (``projected``, from
-    :meth:`SceneMemory.project`): known voxels keep the memory's class, except where the
-    generated frame puts a road user on space the memory knows to be free or ground (road
-    users move in; they never replace a building)."""
+    :meth:`SceneMemory.project`): known voxels keep the memory's class.
+
+    Road users: without ``predicted``, the generated ones stay where they stand on space
+    the memory knows to be free or ground (road users move in; they never replace a
+    building). With ``predicted`` (road users the world has seen, moved on, as
+    :meth:`~occsim.road_user_tracks.RoadUserTracks.predict` gives them; 255 elsewhere),
+    seen columns show only those, and generated road users remain only in columns the
+    memory has never seen."""
     known = projected != UNKNOWN
     user = _DYNAMIC[generated]
     open_space = (projected == FREE_ID) | _GROUND[projected]
-    return np.where(known & ~(user & open_space), projected, generated).astype(np.uint8)
+    if predicted is None:
+        return np.where(known & ~(user & open_space), projected, generated).astype(np.uint8)
+    seen_column = known.any(axis=-1, keepdims=True)
+    out = np.where(known, projected, generated)
+    # In seen columns a generated road user is never kept: where the memory does not know
+    # the voxel (a road user stood there when it was seen), it is free, or road underfoot.
+    stale = seen_column & ~known & user
+    out[stale] = FREE_ID
+    ground = out[:, :, _GROUND_INDEX]
+    ground[stale[:, :, _GROUND_INDEX]] = DRIVEABLE_SURFACE
+    placed = (predicted != UNKNOWN) & ((out == FREE_ID) | _GROUND[out] | _DYNAMIC[out])
+    out[placed] = predicted[placed]
+    return out.astype(np.uint8)

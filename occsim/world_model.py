@@ -22,6 +22,7 @@ import torch
 
 from occsim.geometry import poses_to_trajectory
 from occsim.pipeline import OccSoraPipeline
+from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import SceneMemory, compose
 from occsim.tokenizer import StreamCache
@@ -134,6 +135,7 @@ class WorldModelRollout:
         self._cache = StreamCache()
         self._encoder_cache = StreamCache()
         self._memory = SceneMemory() if scene_memory else None
+        self._tracks = RoadUserTracks()
         self._generator = torch.Generator()
         self._version = 0
 
@@ -243,6 +245,7 @@ class WorldModelRollout:
         self._cache, self._encoder_cache, self._generator = cache, encoder_cache, generator
         if self._memory is not None:
             self._memory.clear()
+        self._tracks.clear()
         self._version += 1
 
     # ------------------------------------------------------------------ memory
@@ -250,14 +253,17 @@ class WorldModelRollout:
         if self._memory is not None:
             for frame, pose in zip(frames, poses):
                 self._memory.insert(frame, pose)
+                self._tracks.observe(frame, pose)
 
     def _compose(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
-        """Each frame keeps its plausible road users on what the memory knows, then enters
-        the memory (so what one frame generates, the next one keeps)."""
+        """Each frame is composed onto what the memory knows and the road users it has seen,
+        moved on; then it enters the memory (so what one frame generates, the next keeps)."""
         composed = np.empty_like(frames)
         for k, (frame, pose) in enumerate(zip(frames, poses)):
-            composed[k] = compose(keep_road_users(frame), self._memory.project(pose))
-            self._memory.insert(composed[k], pose)
+            predicted = self._tracks.predict(pose)
+            composed[k] = compose(keep_road_users(frame), self._memory.project(pose), predicted)
+            self._memory.insert(composed[k], pose, only_unknown=True)
+            self._tracks.observe(composed[k], pose)
         return composed
 
     @torch.no_grad()

@@ -1,0 +1,202 @@
+"""Road users the learned world has seen, kept as moving objects.
+
+Every committed frame's road users (blobs, as :func:`~occsim.road_users.keep_road_users`
+leaves them) are matched to the objects of the frame before by class and distance in the
+world frame; a matched object's velocity is its displacement over the frame period (an
+unmatched one starts still). The next frame places every object where its velocity takes
+it, so a car seen driving keeps driving instead of smearing, and a parked one stays put. An
+object that would move into the ego's box stops where it was (it yields, as the exact
+world's traffic does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec
+from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN
+
+MAX_MATCH_DISTANCE = 4.0  # metres an object may move between two frames (0.5 s)
+VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
+YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
+EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
+STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid jitter)
+SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
+MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
+DEFAULT_MAX_SPEED = 20.0
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+def _table(classes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(classes)] = True
+    return table
+
+
+_ROAD_USER = _table(DYNAMIC_CLASSES)
+
+
+def _to_world(local: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    x, y = local[..., 0], local[..., 1]
+    return np.stack([pose[0] + c * x - s * y, pose[1] + s * x + c * y], axis=-1)
+
+
+def _to_local(world: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    dx, dy = world[..., 0] - pose[0], world[..., 1] - pose[1]
+    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+
+
+@dataclass
+class RoadUser:
+    """One object: its voxels as first seen (``volume (bx, by, Z)`` of classes, ``EMPTY``
+    elsewhere, whose corner is voxel ``lower (2,)`` of the frame seen from ``frame_pose``),
+    the world ``offset`` it has moved since, its world ``centroid`` now, its ``velocity``
+    (m/s, taken whole from the first displacement, then smoothed) and class."""
+
+    volume: np.ndarray
+    lower: np.ndarray
+    frame_pose: np.ndarray
+    offset: np.ndarray
+    centroid: np.ndarray
+    velocity: np.ndarray
+    cls: int
+    measured: bool = False  # whether the velocity comes from a displacement yet
+
+
+def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
+    """The road-user blobs (26-connected) of ``frame`` seen from ``pose``, standing still."""
+    users = _ROAD_USER[frame]
+    if not users.any():
+        return []
+    labels, _ = ndimage.label(users, _CONNECTIVITY)
+    pose = np.asarray(pose, dtype=np.float64)
+    objects = []
+    for blob, box in enumerate(ndimage.find_objects(labels), start=1):
+        inside = labels[box[:2]] == blob
+        volume = np.where(inside, frame[box[:2]], np.uint8(EMPTY)).astype(np.uint8)
+        lower = np.array([box[0].start, box[1].start])
+        columns = np.argwhere(inside.any(axis=2)) + lower
+        centroid = _to_world(grid.index_to_metric(columns), pose).mean(axis=0)
+        classes = volume[volume != EMPTY]
+        cls = int(np.bincount(classes).argmax())
+        objects.append(RoadUser(volume, lower, pose, np.zeros(2), centroid, np.zeros(2), cls))
+    return objects
+
+
+def _voxels(obj: RoadUser) -> int:
+    return int(np.count_nonzero(obj.volume != EMPTY))
+
+
+class RoadUserTracks:
+    """The road users of the latest committed frame, with their shapes and velocities."""
+
+    def __init__(self, grid: GridSpec = OCC3D_GRID, frame_period: float = FRAME_DT) -> None:
+        self.grid, self.frame_period = grid, frame_period
+        self.objects: list[RoadUser] = []
+        self._ego_box = grid.ego_footprint(EGO_LENGTH, EGO_WIDTH, margin=YIELD_MARGIN)
+
+    def clear(self) -> None:
+        """Forget every object."""
+        self.objects = []
+
+    def observe(self, frame: np.ndarray, pose: np.ndarray) -> None:
+        """Take the road users of a committed ``frame`` at ``pose``. Each one matched to an
+        object of the frame before (same class, nearest to where that one was heading,
+        within reach) is that object moved on: it keeps the object's shape, and its
+        displacement updates the velocity. The others are new and stand still."""
+        current = extract(frame, pose, self.grid)
+        previous = self.objects
+        if previous and current:
+            expected = np.array([o.centroid + o.velocity * self.frame_period for o in previous])
+            classes = np.array([o.cls for o in previous])
+            taken = np.zeros(len(previous), dtype=bool)
+            for n, obj in enumerate(current):
+                distance = np.linalg.norm(expected - obj.centroid, axis=1)
+                distance[taken | (classes != obj.cls)] = np.inf
+                best = int(distance.argmin())
+                if distance[best] > MAX_MATCH_DISTANCE:
+                    continue
+                taken[best] = True
+                match = previous[best]
+                # Blobs that merge or split (a car passing a parked row) are not one object
+                # moving: their centroid jumps.
+                count, old_count = _voxels(obj), _voxels(match)
+                if abs(count - old_count) > SIZE_CHANGE * max(count, old_count):
+                    continue
+                moved = obj.centroid - match.centroid
+                measured = moved / self.frame_period
+                speed = float(np.hypot(*measured))
+                if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
+                    continue
+                weight = VELOCITY_SMOOTHING if match.measured else 1.0
+                velocity = weight * measured + (1 - weight) * match.velocity
+                if np.hypot(*velocity) < STILL_SPEED:
+                    velocity = np.zeros(2)
+                current[n] = RoadUser(
+                    match.volume,
+                    match.lower,
+                    match.frame_pose,
+                    match.offset + moved,
+                    obj.centroid,
+                    velocity,
+                    match.cls,
+                    measured=True,
+                )
+        self.objects = current
+
+    def predict(self, pose: np.ndarray) -> np.ndarray:
+        """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) one frame after the
+        last observed one, seen from ``pose``: each object moved on by its velocity, or left
+        where it was if that would take it into the ego's box."""
+        out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
+        body = self.grid.ego_body_band
+        pose = np.asarray(pose, dtype=np.float64)
+        for obj in self.objects:
+            step = obj.velocity * self.frame_period
+            for shift in (obj.offset + step, obj.offset):
+                stamp = self._stamp(obj, shift, pose)
+                if stamp is None:
+                    break
+                ix, iy, columns = stamp
+                occupied = columns != EMPTY
+                in_body = occupied[:, body].any(axis=1)
+                if np.any(step) and np.any(self._ego_box[ix[in_body], iy[in_body]]):
+                    step = np.zeros(2)
+                    continue  # it would drive into the ego: it waits where it was
+                target = out[ix, iy]
+                out[ix, iy] = np.where(occupied, columns, target)
+                break
+        return out
+
+    def _stamp(self, obj: RoadUser, shift: np.ndarray, pose: np.ndarray):
+        """Target columns ``(ix, iy)`` and their classes ``(n, Z)`` of an object moved by a
+        world ``shift``, seen from ``pose``; every target column samples the nearest
+        column of the object's volume (no holes, no growth when it turns)."""
+        grid = self.grid
+        size = np.array(obj.volume.shape[:2])
+        corners = (
+            grid.lower[:2]
+            + np.array([[0, 0], [size[0], 0], [0, size[1]], size], dtype=np.float64)
+            * grid.voxel_size
+            + obj.lower * grid.voxel_size
+        )
+        world = _to_world(corners, obj.frame_pose) + shift
+        local = _to_local(world, pose)
+        low = np.maximum(grid.metric_to_index(local.min(axis=0)), 0)
+        high = np.minimum(grid.metric_to_index(local.max(axis=0)) + 1, grid.shape[:2])
+        if np.any(high <= low):
+            return None
+        ix, iy = np.meshgrid(np.arange(low[0], high[0]), np.arange(low[1], high[1]), indexing="ij")
+        ix, iy = ix.ravel(), iy.ravel()
+        centres = _to_world(grid.index_to_metric(np.stack([ix, iy], axis=1)), pose) - shift
+        source = grid.metric_to_index(_to_local(centres, obj.frame_pose)) - obj.lower
+        inside = np.all((source >= 0) & (source < size), axis=1)
+        if not inside.any():
+            return None
+        columns = obj.volume[source[inside, 0], source[inside, 1]]
+        return ix[inside], iy[inside], columns
