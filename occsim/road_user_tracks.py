@@ -19,7 +19,7 @@ from scipy import ndimage
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec
 from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN
 
-MAX_MATCH_DISTANCE = 4.0  # metres an object may move between two frames (0.5 s)
+MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
 YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
 EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
@@ -27,7 +27,7 @@ STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
-_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
 def _table(classes) -> np.ndarray:
@@ -69,15 +69,16 @@ class RoadUser:
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
-    """The road-user blobs (26-connected) of ``frame`` seen from ``pose``, standing still."""
+    """The road-user blobs (8-connected columns) of ``frame`` seen from ``pose``, standing
+    still."""
     users = _ROAD_USER[frame]
     if not users.any():
         return []
-    labels, _ = ndimage.label(users, _CONNECTIVITY)
+    labels, _ = ndimage.label(users.any(axis=2), _CONNECTIVITY)
     pose = np.asarray(pose, dtype=np.float64)
     objects = []
     for blob, box in enumerate(ndimage.find_objects(labels), start=1):
-        inside = labels[box[:2]] == blob
+        inside = (labels[box] == blob)[:, :, None] & users[box]
         volume = np.where(inside, frame[box[:2]], np.uint8(EMPTY)).astype(np.uint8)
         lower = np.array([box[0].start, box[1].start])
         columns = np.argwhere(inside.any(axis=2)) + lower
@@ -104,15 +105,17 @@ class RoadUserTracks:
         """Forget every object."""
         self.objects = []
 
-    def observe(self, frame: np.ndarray, pose: np.ndarray) -> None:
-        """Take the road users of a committed ``frame`` at ``pose``. Each one matched to an
-        object of the frame before (same class, nearest to where that one was heading,
-        within reach) is that object moved on: it keeps the object's shape, and its
-        displacement updates the velocity. The others are new and stand still."""
+    def observe(self, frame: np.ndarray, pose: np.ndarray, frames_since: int = 1) -> None:
+        """Take the road users of a committed ``frame`` at ``pose``, ``frames_since`` frames
+        after the last observed one. Each one matched to an object seen then (same class,
+        nearest to where that one was heading, within reach) is that object moved on: it
+        keeps the object's shape, and its displacement updates the velocity. The others
+        are new and stand still."""
         current = extract(frame, pose, self.grid)
         previous = self.objects
+        elapsed = self.frame_period * frames_since
         if previous and current:
-            expected = np.array([o.centroid + o.velocity * self.frame_period for o in previous])
+            expected = np.array([o.centroid + o.velocity * elapsed for o in previous])
             classes = np.array([o.cls for o in previous])
             taken = np.zeros(len(previous), dtype=bool)
             for n, obj in enumerate(current):
@@ -129,7 +132,7 @@ class RoadUserTracks:
                 if abs(count - old_count) > SIZE_CHANGE * max(count, old_count):
                     continue
                 moved = obj.centroid - match.centroid
-                measured = moved / self.frame_period
+                measured = moved / elapsed
                 speed = float(np.hypot(*measured))
                 if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
                     continue
@@ -149,15 +152,15 @@ class RoadUserTracks:
                 )
         self.objects = current
 
-    def predict(self, pose: np.ndarray) -> np.ndarray:
-        """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) one frame after the
-        last observed one, seen from ``pose``: each object moved on by its velocity, or left
-        where it was if that would take it into the ego's box."""
+    def predict(self, pose: np.ndarray, frames_ahead: int = 1) -> np.ndarray:
+        """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) ``frames_ahead`` frames
+        after the last observed one, seen from ``pose``: each object moved on by its
+        velocity, or left where it was if that would take it into the ego's box."""
         out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
         body = self.grid.ego_body_band
         pose = np.asarray(pose, dtype=np.float64)
         for obj in self.objects:
-            step = obj.velocity * self.frame_period
+            step = obj.velocity * self.frame_period * frames_ahead
             for shift in (obj.offset + step, obj.offset):
                 stamp = self._stamp(obj, shift, pose)
                 if stamp is None:

@@ -257,13 +257,15 @@ class WorldModelRollout:
 
     def _compose(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
         """Each frame is composed onto what the memory knows and the road users it has seen,
-        moved on; then it enters the memory (so what one frame generates, the next keeps)."""
+        moved on. The step's last frame then enters the memory (what it generated anew stays
+        from now on) and the road-user tracks; its view covers what the frames before it
+        generated ahead, and one write and one observation a step keep the step fast."""
         composed = np.empty_like(frames)
         for k, (frame, pose) in enumerate(zip(frames, poses)):
-            predicted = self._tracks.predict(pose)
+            predicted = self._tracks.predict(pose, frames_ahead=k + 1)
             composed[k] = compose(keep_road_users(frame), self._memory.project(pose), predicted)
-            self._memory.insert(composed[k], pose, only_unknown=True)
-            self._tracks.observe(composed[k], pose)
+        self._memory.insert(composed[-1], poses[-1], only_unknown=True)
+        self._tracks.observe(composed[-1], poses[-1], frames_since=len(frames))
         return composed
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from occsim.labels import (
     SIDEWALK,
     TERRAIN,
 )
+from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import UNKNOWN, SceneMemory, compose, frozen_copy, reproject
 
@@ -159,3 +160,33 @@ def test_composition_keeps_known_structure_and_road_users_on_known_road():
     # Where the memory knows nothing, the generated frame stands.
     projected[180:] = UNKNOWN
     assert np.array_equal(compose(generated, projected)[180:], generated[180:])
+
+
+def test_a_seen_car_drives_on_at_its_velocity_and_a_parked_one_stays():
+    tracks = RoadUserTracks()
+    parked = car_at(street(), 60, 125)  # off to the left, never moves
+    for k in range(2):  # the ego stands still; a car drives +x at 5 m/s (2.5 m a frame)
+        frame = car_at(parked.copy(), 120 + round(k * 2.5 / 0.4), 95)
+        tracks.observe(frame, np.zeros(3))
+    moving = [o for o in tracks.objects if np.hypot(*o.velocity) > 0]
+    assert len(tracks.objects) == 2 and len(moving) == 1
+    np.testing.assert_allclose(moving[0].velocity, [5.0, 0.0], atol=0.5)
+    predicted = tracks.predict(np.zeros(3))
+    cars = np.argwhere((predicted == CAR).any(axis=2))
+    ahead = cars[cars[:, 1] < 110]
+    # 126 + 6 (2.4 m at 0.4 m) = 132: same length (11 voxels), one voxel of rounding.
+    assert abs(ahead[:, 0].min() - 132) <= 1 and ahead[:, 0].max() - ahead[:, 0].min() == 10
+    assert (predicted[60:71, 125:130, G : G + 4] == CAR).all()  # the parked one
+    # Seen from a pose turned by 90 degrees, the car keeps its size (no holes, no growth).
+    turned = tracks.predict(np.array([0.0, 0.0, np.pi / 2]))
+    assert np.count_nonzero(turned == CAR) == np.count_nonzero(predicted == CAR)
+
+
+def test_a_road_user_behind_the_ego_yields_instead_of_driving_into_it():
+    tracks = RoadUserTracks()
+    for k in range(2):  # a car closing in from behind at 5 m/s, its front 4.4 m behind
+        tracks.observe(car_at(street(), 78 + round(k * 2.5 / 0.4), 98), np.zeros(3))
+    predicted = tracks.predict(np.zeros(3), frames_ahead=2)
+    cars = np.argwhere((predicted == CAR).any(axis=2))
+    assert cars[:, 0].max() == 78 + 6 + 10  # it waits where it was last seen
+    assert not (predicted[OCC3D_GRID.ego_footprint()] == CAR).any()
