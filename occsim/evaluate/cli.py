@@ -173,6 +173,54 @@ def _closed_loop(args: argparse.Namespace) -> None:
     _finish(report, args)
 
 
+def _persistence(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from occsim.envs import OccSoraEnv, ProceduralEnv
+    from occsim.evaluate.persistence import evaluate_persistence
+    from occsim.evaluate.report import Report
+
+    seeds = list(range(args.data_seed, args.data_seed + args.clips))
+    rows = []
+    worlds = {"exact": lambda: ProceduralEnv()}
+    worlds["learned"] = lambda: OccSoraEnv(
+        pipeline=_pipeline(args),
+        num_inference_steps=args.solver_steps,
+        guidance_scale=args.guidance,
+        scene_memory=not args.no_scene_memory,
+    )
+    for world, make in worlds.items():
+        for score in evaluate_persistence(make(), seeds, still_steps=args.steps):
+            rows.append({"world": world, **asdict(score)})
+    for world in worlds:
+        mine = [row for row in rows if row["world"] == world]
+        rows.append(
+            {
+                "world": world,
+                "seed": "mean",
+                "still_terminated": sum(row["still_terminated"] for row in mine),
+                **{
+                    key: float(np.nanmean([row[key] for row in mine]))
+                    for key in ("still_static", "back_static", "back_static_tolerant")
+                },
+            }
+        )
+    columns = ["world", "seed", "still_terminated", "still_static", "back_static"]
+    columns.append("back_static_tolerant")
+    _finish(
+        Report(
+            "eval:persistence",
+            "Persistence: standing still, and out and back (static agreement)",
+            columns,
+            rows,
+            {"seeds": seeds, "still_steps": args.steps, "scene_memory": not args.no_scene_memory},
+        ),
+        args,
+    )
+
+
 def _bench(args: argparse.Namespace) -> None:
     from occsim.evaluate.bench import run_bench
     from occsim.evaluate.report import Report
@@ -213,6 +261,7 @@ def add_commands(commands) -> None:
         ("generate", _generate, "Fréchet distance and class JSD of generated clips", 16, 0),
         ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
         ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 8, 10),
+        ("persistence", _persistence, "standing still; out and back to the start", 4, 10),
     ):
         parser = kinds.add_parser(name, help=help_text)
         _common(parser, clips, steps)
@@ -227,7 +276,7 @@ def add_commands(commands) -> None:
                 "--agent", choices=("constant", "planner"), default="constant", help="driver"
             )
             parser.add_argument("--speed", type=float, default=6.0, help="m/s of 'constant'")
-        if name in ("closed-loop", "forecast"):
+        if name in ("closed-loop", "forecast", "persistence"):
             parser.add_argument(
                 "--no-scene-memory", action="store_true", help="regenerate everything each step"
             )
