@@ -32,6 +32,14 @@ def test_wheel_has_one_top_level_package(tmp_path):
     assert top_level == {"occsim"}
     for sub in ("envs", "agents", "assets"):
         assert f"occsim/{sub}/__init__.py" in names
+    # Every asset ships: configs, the bundled model, the FD encoder.
+    assets = [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "assets").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert len(assets) > 10
+    assert [name for name in assets if f"occsim/{name}" not in names] == []
     # Installed from the wheel (not from the source tree), the namespaced packages import.
     target = tmp_path / "site"
     subprocess.run(
