@@ -1,8 +1,9 @@
-"""The ``occsim`` command line: data, train, drive, replay, demo."""
+"""The ``occsim`` command line: data, train, eval, bench, drive, replay, gallery."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ def _data_procedural(args: argparse.Namespace) -> None:
     print(f"wrote {written} new clips ({len(clips)} in all) to {args.out}")
 
 
-def _demo(args: argparse.Namespace) -> None:
+def _gallery(args: argparse.Namespace) -> None:
     import imageio.v2 as imageio
     import numpy as np
 
@@ -36,7 +37,7 @@ def _demo(args: argparse.Namespace) -> None:
             yaw = clip["trajectory"][t, 2]
             rot = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])
             frames.append(render_bev(occupancy, trajectory=future[:, :2] @ rot.T))
-    video = out / "demo.gif"
+    video = out / "gallery.gif"
     imageio.mimsave(video, frames, duration=0.5, loop=0)
     for index in (0, len(frames) // 2, len(frames) - 1):
         imageio.imwrite(out / f"frame_{index:03d}.png", frames[index])
@@ -94,8 +95,14 @@ def _replay(args: argparse.Namespace) -> None:
     print(f"replayed {result['steps']} steps: every frame identical to the recording")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``occsim`` command."""
+# `eval` and `bench` are defined in occsim.evaluate, whose package imports torch: their full
+# parsers are built only when the command line names them, so `occsim --help` stays fast.
+EVAL_COMMANDS = {"eval": "evaluate a world model", "bench": "latency, throughput, memory, FLOPs"}
+
+
+def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``occsim`` command; without ``with_eval``, ``eval`` and
+    ``bench`` are placeholders (their help line only)."""
     parser = argparse.ArgumentParser(prog="occsim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -114,13 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     from occsim.train.cli import add_arguments as add_train_arguments
     from occsim.train.cli import run as run_training
 
-    train = commands.add_parser("train", help="train the tokenizer or the world model")
+    train = commands.add_parser(
+        "train", help="train the tokenizer or the world model", add_help=False
+    )
     add_train_arguments(train)
     train.set_defaults(handler=run_training)
 
-    from occsim.evaluate.cli import add_commands as add_eval_commands
+    if with_eval:
+        from occsim.evaluate.cli import add_commands as add_eval_commands
 
-    add_eval_commands(commands)
+        add_eval_commands(commands)
+    else:
+        for name, help_text in EVAL_COMMANDS.items():
+            commands.add_parser(name, help=help_text)
 
     drive = commands.add_parser("drive", help="drive a world: keyboard window or headless")
     drive.add_argument("--world", choices=("learned", "procedural"), default="learned")
@@ -144,11 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("record", type=Path, help="episode record (episode.json)")
     replay.set_defaults(handler=_replay)
 
-    demo = commands.add_parser("demo", help="drive the world headless and write a BEV video")
-    demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    demo.add_argument("--steps", type=int, default=36, help="frames to render")
-    demo.add_argument("--seed", type=int, default=0, help="world seed")
-    demo.set_defaults(handler=_demo)
+    gallery = commands.add_parser(
+        "gallery", help="BEV video of scripted manoeuvres in the procedural world (no model)"
+    )
+    gallery.add_argument("--out", type=Path, default=Path("outputs/gallery"), help="folder")
+    gallery.add_argument("--steps", type=int, default=36, help="frames to render")
+    gallery.add_argument("--seed", type=int, default=0, help="world seed")
+    gallery.set_defaults(handler=_gallery)
     return parser
 
 
@@ -156,5 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``occsim`` console script."""
     from occsim.train.cli import parse_with_overrides
 
-    args = parse_with_overrides(build_parser(), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((item for item in argv if not item.startswith("-")), None)
+    args = parse_with_overrides(build_parser(with_eval=command in EVAL_COMMANDS), argv)
     args.handler(args)
