@@ -1,10 +1,16 @@
-"""Atomic file writing: a crash mid-write never leaves a half-written file or folder behind."""
+"""Atomic file writing: a crash mid-write never leaves a half-written file or folder behind.
+
+Temporaries live beside their target as ``.{name}.{pid}-{random}.tmp`` (and ``.old`` for a
+folder moved aside), so that :func:`remove_stale_temporaries` can tell those of a process
+that died (an interrupted write) from those of one still writing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,6 +18,52 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# .{target name}.{pid}-{random}.tmp|.old, as made by _temporary_name.
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[^.]+\.(?P<kind>tmp|old)$")
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process (or unknowable): leave its files alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries that interrupted atomic writes left in ``folder``.
+
+    Only temporaries of processes that no longer run are touched. A folder that was moved
+    aside (``.old``) while its replacement never arrived is moved back instead: at every
+    instant one complete copy exists. Returns the paths removed or restored.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob(".*") if recursive else folder.glob(".*")
+    handled = []
+    for path in sorted(candidates):
+        match = _TEMPORARY.match(path.name)
+        if match is None or _pid_alive(int(match["pid"])):
+            continue
+        target = path.with_name(match["target"])
+        if match["kind"] == "old" and not target.exists():
+            os.replace(path, target)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        handled.append(path)
+    return handled
 
 
 @contextlib.contextmanager
@@ -23,7 +75,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -44,12 +96,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         old = None
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".old", dir=path.parent))
             old.rmdir()
             os.replace(path, old)
         os.replace(tmp, path)
@@ -69,7 +121,15 @@ def write_npz_atomic(
         save(handle, **arrays)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON atomically."""
+def write_json_atomic(
+    path: str | os.PathLike, obj: Any, indent: int | None = 2, allow_nan: bool = True
+) -> None:
+    """Write ``obj`` as JSON atomically. With ``allow_nan=False`` NaN or infinity is a
+    ``ValueError`` before anything is written: they are not standard JSON, and data files
+    whose readers reject them must never hold them."""
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=allow_nan)
+    except ValueError as error:
+        raise ValueError(f"cannot write {path}: {error} (NaN and infinity are not JSON)") from None
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=indent))
+        tmp.write_text(text)

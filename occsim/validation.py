@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
 import numpy as np
 
 from occsim.labels import NUM_CLASSES
@@ -59,3 +64,84 @@ def check_trajectory(
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite, got NaN or inf")
     return array.astype(np.float32, copy=False)
+
+
+# A file or folder name taken from data (a scene, a token, a split): one path component
+# that cannot climb out of its root, hide as a dot file or clash with a temporary.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_name(name: Any, what: str) -> str:
+    """Return ``name`` if it is a plain name usable as one path component."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a string, got {type(name).__name__}")
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{what} {name!r} is not a plain name: expected 1-200 letters, digits, '_', '-' "
+            "or '.', not starting with '.' or '-' (no path separators)"
+        )
+    return name
+
+
+def check_relative_path(path: Any, what: str) -> PurePosixPath:
+    """``path`` as a relative POSIX path whose parts are plain names (it stays in its root)."""
+    if not isinstance(path, str):
+        raise TypeError(f"{what} must be a string path, got {type(path).__name__}")
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(not _NAME.match(part) for part in parts):
+        raise ValueError(
+            f"{what} {path!r} must be a relative path of plain names inside the root "
+            "(no '..', no absolute path, no empty or hidden parts)"
+        )
+    return PurePosixPath(path)
+
+
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a bool) in the range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must lie in {_range(minimum, maximum)}, got {value}")
+    return value
+
+
+def check_float(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    open_minimum: bool = False,
+) -> float:
+    """Return ``value`` as a finite ``float`` in the range (``open_minimum``: excluded)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    low_fails = minimum is not None and (value <= minimum if open_minimum else value < minimum)
+    if not math.isfinite(value) or low_fails or (maximum is not None and value > maximum):
+        bracket = "(" if open_minimum else "["
+        raise ValueError(
+            f"{name} must be a finite number in {_range(minimum, maximum, bracket)}, got {value}"
+        )
+    return value
+
+
+def _range(minimum: float | None, maximum: float | None, bracket: str = "[") -> str:
+    low = "-inf" if minimum is None else f"{minimum}"
+    high = "inf" if maximum is None else f"{maximum}"
+    return f"{'(' if minimum is None else bracket}{low}, {high}{')' if maximum is None else ']'}"
+
+
+def check_real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as an array of real numbers; complex, boolean, string and object arrays are
+    refused (numpy would drop imaginary parts or parse strings silently)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nesting
+        raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers (int or float), got dtype {array.dtype}")
+    return array

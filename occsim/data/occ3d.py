@@ -10,6 +10,7 @@ Layout on disk (as distributed by Occ3D)::
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,38 +26,59 @@ from occsim.validation import check_occupancy
 LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
 
 
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """The label arrays of an ``.npz`` file; every way it can be unreadable is a ValueError."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not an .npz archive of named arrays")
+            if "semantics" not in archive.files:
+                raise ValueError(f"it has arrays {archive.files}; expected 'semantics' (and masks)")
+            return {key: archive[key] for key in LABEL_KEYS if key in archive.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as error:
+        # numpy's own messages may advise allow_pickle: never follow that for data files.
+        reason = "it holds pickled objects" if "pickle" in str(error) else str(error)
+        raise ValueError(
+            f"{path} is not a readable Occ3D labels.npz (truncated or corrupt): {reason}; "
+            "expected arrays 'semantics', 'mask_lidar', 'mask_camera'"
+        ) from None
+
+
+def _check_mask(mask: np.ndarray, key: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    if mask.shape != shape:
+        raise ValueError(f"{path}: {key} has shape {mask.shape}, expected {shape}")
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iu" or (mask.size and int(mask.max()) > 1):
+            raise ValueError(f"{path}: {key} must hold 0/1 or booleans, got dtype {mask.dtype}")
+        if mask.size and int(mask.min()) < 0:
+            raise ValueError(f"{path}: {key} must hold 0/1 or booleans, got negative values")
+    return mask.astype(bool, copy=False)
+
+
 def load_labels(path: str | Path, spatial_shape: tuple[int, int, int] = OCC3D_GRID.shape) -> dict:
     """Read one ``labels.npz``: ``semantics`` uint8 and boolean ``mask_lidar``/``mask_camera``.
 
-    Raises a clear error for a missing file, a truncated or corrupt archive, a missing key,
-    or semantics of the wrong shape or with class ids above 17.
+    Raises ``FileNotFoundError`` for a missing file and a ``ValueError`` naming the file for
+    every corruption: a truncated or bit-flipped archive, pickled or non-numeric arrays, a
+    missing key, semantics of the wrong shape, type or with class ids above 17, masks of the
+    wrong shape or with values other than 0/1.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"occupancy labels {path} do not exist; expected gts/<scene>/<token>/labels.npz"
         )
+    arrays = _read_archive(path)
     try:
-        with np.load(path) as archive:
-            missing = [key for key in LABEL_KEYS if key not in archive.files]
-            if "semantics" in missing:
-                raise ValueError(
-                    f"{path} has arrays {archive.files}; expected 'semantics' (and the masks)"
-                )
-            arrays = {key: archive[key] for key in LABEL_KEYS if key not in missing}
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise ValueError(
-            f"{path} is not a readable .npz archive (truncated or corrupt): {error}"
-        ) from None
-    semantics = check_occupancy(arrays["semantics"], str(path), ndim=3, spatial_shape=spatial_shape)
+        semantics = check_occupancy(
+            arrays["semantics"], str(path), ndim=3, spatial_shape=spatial_shape
+        )
+    except TypeError as error:  # a corrupt file, not a caller's mistake
+        raise ValueError(str(error)) from None
     out = {"semantics": semantics.astype(np.uint8, copy=False)}
     for key in ("mask_lidar", "mask_camera"):
         if key in arrays:
-            if arrays[key].shape != semantics.shape:
-                raise ValueError(
-                    f"{path}: {key} has shape {arrays[key].shape}, expected {semantics.shape}"
-                )
-            out[key] = arrays[key].astype(bool, copy=False)
+            out[key] = _check_mask(arrays[key], key, semantics.shape, path)
     return out
 
 

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from occsim.data.occ3d_writer import Occ3DWriter
 from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
+from occsim.validation import check_int
 
 
 def _seeds(seed: int, index: int, clips_per_map: int) -> tuple[int, int, int]:
@@ -46,11 +47,10 @@ class ProceduralClips(Dataset):
         config: WorldConfig | None = None,
         maneuvers: tuple[str, ...] = MANEUVERS,
     ) -> None:
-        if num_clips < 1 or clip_len < 1 or clips_per_map < 1:
-            raise ValueError(
-                f"num_clips, clip_len and clips_per_map must be >= 1, got {num_clips}, "
-                f"{clip_len}, {clips_per_map}"
-            )
+        num_clips = check_int(num_clips, "num_clips", 1)
+        clip_len = check_int(clip_len, "clip_len", 1)
+        clips_per_map = check_int(clips_per_map, "clips_per_map", 1)
+        seed = check_int(seed, "seed", 0)  # numpy seed sequences take non-negative seeds
         unknown = sorted(set(maneuvers) - set(MANEUVERS))
         if unknown or not maneuvers:
             raise ValueError(
