@@ -48,6 +48,42 @@ def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return 100.0 * out
 
 
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"mask must have the shape of gt {shape}, got {mask.shape}")
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iu":
+            raise TypeError(f"mask must be boolean (or 0/1 integers), got dtype {mask.dtype}")
+        if mask.size and not np.isin(mask, (0, 1)).all():
+            raise ValueError("mask must hold only 0 and 1 (or booleans)")
+    return mask.astype(bool, copy=False)
+
+
+def confusion_counts(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """``(C, C)`` int64 confusion matrix (rows: truth) of one validated batch of volumes."""
+    pred = check_occupancy(np.asarray(pred), "pred", ndim=tuple(range(3, 8)))
+    gt = check_occupancy(np.asarray(gt), "gt", ndim=tuple(range(3, 8)))
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}")
+    mask = _check_mask(mask, gt.shape)
+    if mask is not None:
+        pred, gt = pred[mask], gt[mask]
+    # One bincount over gt * C + pred fills the whole confusion matrix at once; uint16
+    # keeps the combined index small (widening to int64 first costs more than counting).
+    gt, pred = gt.reshape(-1), pred.reshape(-1)
+    counts = np.zeros(NUM_CLASSES * NUM_CLASSES, dtype=np.int64)
+    for start in range(0, gt.size, _CHUNK):  # chunks stay in cache on big batches
+        chunk = slice(start, start + _CHUNK)
+        flat = gt[chunk].astype(np.uint16) * NUM_CLASSES + pred[chunk].astype(np.uint16)
+        counts += np.bincount(flat, minlength=NUM_CLASSES * NUM_CLASSES)
+    return counts.reshape(NUM_CLASSES, NUM_CLASSES)
+
+
 class OccupancyMetrics:
     """Accumulates a confusion matrix over many volumes; ``compute`` gives IoU and mIoU.
 
@@ -70,28 +106,12 @@ class OccupancyMetrics:
         Args:
             pred: predicted class ids, any leading batch/time dims.
             gt: ground-truth class ids, same shape as ``pred``.
-            mask: optional boolean array of the same shape; only ``True`` voxels count
-                (Occ3D evaluates inside the camera mask).
+            mask: optional boolean (or 0/1) array of the same shape; only ``True`` voxels
+                count (Occ3D evaluates inside the camera mask).
+
+        Nothing is counted unless the whole input is valid.
         """
-        pred = check_occupancy(np.asarray(pred), "pred", ndim=tuple(range(3, 8)))
-        gt = check_occupancy(np.asarray(gt), "gt", ndim=tuple(range(3, 8)))
-        if pred.shape != gt.shape:
-            raise ValueError(
-                f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}"
-            )
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != gt.shape:
-                raise ValueError(f"mask must have the shape of gt {gt.shape}, got {mask.shape}")
-            pred, gt = pred[mask.astype(bool)], gt[mask.astype(bool)]
-        # One bincount over gt * C + pred fills the whole confusion matrix at once; uint16
-        # keeps the combined index small (widening to int64 first costs more than counting).
-        gt, pred = gt.reshape(-1), pred.reshape(-1)
-        for start in range(0, gt.size, _CHUNK):  # chunks stay in cache on big batches
-            chunk = slice(start, start + _CHUNK)
-            flat = gt[chunk].astype(np.uint16) * NUM_CLASSES + pred[chunk]
-            counts = np.bincount(flat, minlength=NUM_CLASSES * NUM_CLASSES)
-            self.confusion += counts.reshape(NUM_CLASSES, NUM_CLASSES)
+        self.confusion += confusion_counts(pred, gt, mask)
 
     def compute(self) -> OccupancyScores:
         """Scores over everything seen since construction or :meth:`reset`."""
@@ -139,9 +159,22 @@ class HorizonMetrics:
             raise ValueError(
                 f"pred must have shape ([B,] {len(self.per_horizon)}, X, Y, Z), got {pred.shape}"
             )
-        for h, metrics in enumerate(self.per_horizon):
-            step_mask = None if mask is None else np.asarray(mask)[..., h, :, :, :]
-            metrics.update(pred[..., h, :, :, :], gt[..., h, :, :, :], step_mask)
+        if gt.shape != pred.shape:
+            raise ValueError(
+                f"pred and gt must have the same shape, got {pred.shape} and {gt.shape}"
+            )
+        mask = _check_mask(mask, gt.shape)
+        # Every horizon is counted before any is added: a bad input changes nothing.
+        counts = [
+            confusion_counts(
+                pred[..., h, :, :, :],
+                gt[..., h, :, :, :],
+                None if mask is None else mask[..., h, :, :, :],
+            )
+            for h in range(len(self.per_horizon))
+        ]
+        for metrics, count in zip(self.per_horizon, counts):
+            metrics.confusion += count
 
     def compute(self) -> list[OccupancyScores]:
         """Scores of each horizon step, nearest first."""
