@@ -35,27 +35,30 @@ OTHERS, BARRIER, BICYCLE, BUS, CAR, CONSTRUCTION_VEHICLE, MOTORCYCLE, PEDESTRIAN
 TRAFFIC_CONE, TRAILER, TRUCK, DRIVEABLE_SURFACE, OTHER_FLAT, SIDEWALK, TERRAIN = range(8, 15)
 MANMADE, VEGETATION, FREE = 15, 16, 17
 
-# OccWorld's visualisation colours; "others" gets a neutral grey, "free" is never drawn.
+# Colours a person tells apart (every pair, and each against the BEV background, at least
+# 25 CIELAB delta E apart; tested): OccWorld's where they already were, a slate road instead of
+# its magenta (which read like the truck purple) and distinct greys for others / other flat.
+# "free" is never drawn.
 PALETTE: np.ndarray = np.array(
     [
-        (128, 128, 128),
-        (255, 120, 50),
-        (255, 192, 203),
-        (255, 255, 0),
-        (0, 150, 245),
-        (0, 255, 255),
-        (255, 127, 0),
-        (255, 0, 0),
-        (255, 240, 150),
-        (135, 60, 0),
-        (160, 32, 240),
-        (255, 0, 255),
-        (139, 137, 137),
-        (75, 0, 75),
-        (150, 240, 80),
-        (230, 230, 250),
-        (0, 175, 0),
-        (255, 255, 255),
+        (190, 150, 110),  # others: tan
+        (255, 120, 50),  # barrier: orange
+        (255, 175, 210),  # bicycle: pink
+        (255, 230, 0),  # bus: yellow
+        (0, 150, 245),  # car: blue
+        (0, 240, 240),  # construction vehicle: cyan
+        (200, 0, 150),  # motorcycle: crimson
+        (255, 0, 0),  # pedestrian: red
+        (255, 250, 170),  # traffic cone: pale yellow
+        (135, 60, 0),  # trailer: brown
+        (150, 60, 255),  # truck: purple
+        (100, 100, 115),  # driveable surface: slate
+        (165, 165, 165),  # other flat: light grey
+        (125, 75, 125),  # sidewalk: plum
+        (150, 240, 80),  # terrain: light green
+        (240, 240, 255),  # manmade: white
+        (0, 175, 0),  # vegetation: green
+        (255, 255, 255),  # free
     ],
     dtype=np.uint8,
 )

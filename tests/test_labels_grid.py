@@ -15,6 +15,38 @@ def test_label_contract():
         PALETTE[0, 0] = 1
 
 
+def cielab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (0..255) -> CIELAB (D65)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array(
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ]
+    )
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
+
+
+def test_palette_colours_are_told_apart():
+    from occsim.render.bev import BACKGROUND
+
+    assert np.allclose(cielab([255, 255, 255]), [100, 0, 0], atol=0.01)
+    assert np.allclose(cielab([255, 0, 0]), [53.24, 80.09, 67.20], atol=0.05)
+    # Every drawn class, and the background the BEV leaves free cells in.
+    names = [*CLASS_NAMES[:FREE_ID], "background"]
+    lab = cielab(np.concatenate([PALETTE[:FREE_ID], BACKGROUND[None]]))
+    delta_e = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.eye(len(lab)) * 1e9
+    i, j = np.unravel_index(np.argmin(delta_e), delta_e.shape)
+    assert delta_e[i, j] >= 25, f"{names[i]} and {names[j]}: delta E {delta_e[i, j]:.1f}"
+
+
 def test_grid_geometry():
     assert OCC3D_GRID.shape == (200, 200, 16)
     # The ego sits at the corner of the four central cells.

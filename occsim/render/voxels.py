@@ -45,15 +45,25 @@ class VoxelViewer:
         visible: open a window on screen; ``False`` renders offscreen (EGL).
         width, height: window size in pixels.
         grid: the grid of the frames.
+        left, top: screen position of the window (e.g. beside the pygame one).
     """
 
     def __init__(
-        self, visible: bool = True, width: int = 960, height: int = 540, grid: GridSpec = OCC3D_GRID
+        self,
+        visible: bool = True,
+        width: int = 960,
+        height: int = 540,
+        grid: GridSpec = OCC3D_GRID,
+        left: int = 50,
+        top: int = 50,
     ) -> None:
         o3d = _open3d()
         self.o3d, self.grid = o3d, grid
         self.vis = o3d.visualization.Visualizer()
-        if not self.vis.create_window("occsim", width=width, height=height, visible=visible):
+        created = self.vis.create_window(
+            "occsim 3D", width=width, height=height, left=left, top=top, visible=visible
+        )
+        if not created:
             raise RuntimeError("open3d could not create a window (no display and no EGL?)")
         options = self.vis.get_render_option()
         options.background_color = np.array([0.09, 0.09, 0.11])
