@@ -31,16 +31,21 @@ class KeyboardAgent:
 
     :meth:`process_event` is pure (a pygame event in, the state updated), so tests feed
     it synthetic events; :meth:`act` turns the held keys into the env's waypoints through
-    a kinematic bicycle from the observed speed.
+    a kinematic bicycle. The car holds the speed the driver gave it, and an episode starts
+    standing still (whatever speed the env's opening frames had): no key, no motion.
     """
 
     def __init__(self, env: gym.Env, model: BicycleModel | None = None) -> None:
         self.controls = ControlSpec.of(env)
         self.model = model or self.controls.bicycle()
         self.state = KeyboardState()
+        self.speed = 0.0  # m/s the driver holds: the end speed of the last action
 
     def reset(self, seed: int | None = None) -> None:
-        self.state = KeyboardState(pause=self.state.pause)
+        """A new episode: standing still, not paused (keys still held stay held)."""
+        self.state = KeyboardState(held=set(self.state.held))
+        self._update_commands()
+        self.speed = 0.0
 
     def process_event(self, event: Any) -> KeyboardState:
         """Update the state from one pygame event (KEYDOWN / KEYUP / QUIT)."""
@@ -76,8 +81,9 @@ class KeyboardAgent:
         self.state.steering = 0.6 * (left - right)
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:
-        speed = float(observation["ego"][0]) if "ego" in observation else 0.0
-        waypoints = self.model.waypoints(
-            speed, self.state.throttle, self.state.steering, self.controls.frames
-        )
-        return self.controls.normalise(waypoints)
+        """The next step's waypoints for the keys held now (the observation is not needed:
+        the speed is the one the driver holds, which the env's ego follows exactly)."""
+        commands = np.tile([self.state.throttle, self.state.steering], (self.controls.frames, 1))
+        states = self.model.rollout(self.speed, commands)
+        self.speed = float(states[-1, 3])
+        return self.controls.normalise(states[:, :2])

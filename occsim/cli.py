@@ -82,7 +82,7 @@ def _drive(args: argparse.Namespace) -> None:
         )
         return
     env = make_env(args.world, **env_kwargs)
-    record = run_keyboard(env, args.seed, args.three_d, args.record, env_kwargs)
+    record = run_keyboard(env, args.seed, args.three_d, args.record, env_kwargs, fast=args.fast)
     print(
         f"drove {len(record.actions)} steps" + (f"; recorded {args.record}" if args.record else "")
     )
@@ -135,7 +135,9 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
         for name, help_text in EVAL_COMMANDS.items():
             commands.add_parser(name, help=help_text)
 
-    drive = commands.add_parser("drive", help="drive a world: keyboard window or headless")
+    drive = commands.add_parser(
+        "drive", help="drive a world: keyboard window in real time, or headless"
+    )
     drive.add_argument("--world", choices=("learned", "procedural"), default="learned")
     drive.add_argument("--pipeline", type=Path, help="world model folder (default: bundled)")
     drive.add_argument("--seed", type=int, default=0, help="episode seed")
@@ -151,6 +153,9 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     drive.add_argument("--out", type=Path, default=Path("outputs/drive"), help="headless output")
     drive.add_argument("--3d", dest="three_d", action="store_true", help="open3d view too")
     drive.add_argument("--record", type=Path, help="write the episode record here (window)")
+    drive.add_argument(
+        "--fast", action="store_true", help="window: a step per frame instead of real time"
+    )
     drive.set_defaults(handler=_drive)
 
     replay = commands.add_parser("replay", help="replay a recorded episode and check it")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,37 +112,79 @@ def run_keyboard(
     max_frames: int | None = None,
     events: Callable[[], list] | None = None,
     screenshot: str | Path | None = None,
+    fast: bool = False,
 ) -> EpisodeRecord:
     """The interactive window: BEV + HUD in pygame (and the open3d view with ``three_d``).
-    Returns the record of the last episode (written to ``record_path`` if given).
-    ``events`` replaces ``pygame.event.get`` (scripted input); ``max_frames`` bounds the
-    loop (one step per frame unless paused); ``screenshot`` saves the last window (PNG)
-    and, with ``three_d``, the open3d view next to it (``*_3d.png``)."""
+
+    The world plays in real time (:class:`~occsim.realtime.RealtimeDriver`: frames at their
+    own time, smooth motion between them, the next step generated while the current one
+    plays); ``fast`` steps once per displayed frame instead, as fast as the world goes.
+    The car stands still until a key drives it; an episode ends on a collision or off
+    road, says so and waits for R. Returns the record of the last episode (written to
+    ``record_path`` if given). ``events`` replaces ``pygame.event.get`` (scripted input);
+    ``max_frames`` bounds the loop (display frames); ``screenshot`` saves the last window
+    (PNG) and, with ``three_d``, the open3d view next to it (``*_3d.png``)."""
     import pygame
 
     from occsim.agents import KeyboardAgent
+    from occsim.render.window import DriveWindow
 
     agent = KeyboardAgent(env)
-    pygame.display.init()
-    viewer = None
-    if three_d:
-        from occsim.render.voxels import VoxelViewer
+    window = DriveWindow(three_d)
+    events = events or pygame.event.get
+    try:
+        if fast:
+            record = _run_fast(env, agent, window, seed, events, max_frames, env_kwargs)
+        else:
+            from occsim.realtime import RealtimeDriver
 
-        viewer = VoxelViewer(visible=os.environ.get("SDL_VIDEODRIVER") != "dummy")
+            driver = RealtimeDriver(
+                env,
+                agent,
+                seed,
+                events=events,
+                display=window.show,
+                on_frame=window.show_3d if three_d else None,
+                env_kwargs=env_kwargs,
+            )
+            record = driver.run(max_frames)
+        if record_path is not None:
+            record.save(record_path)
+        if screenshot is not None:
+            window.save(screenshot)
+    finally:
+        window.close()
+    return record
+
+
+def _run_fast(
+    env: gym.Env,
+    agent: Any,
+    window: Any,
+    seed: int,
+    events: Callable[[], list],
+    max_frames: int | None,
+    env_kwargs: dict | None,
+) -> EpisodeRecord:
+    """One env step per displayed frame (``occsim drive --fast``)."""
+    import pygame
+
+    from occsim.realtime import ending
+
     observation, info = env.reset(seed=seed)
     record = EpisodeRecord(env.spec.id if env.spec else "", seed, dict(env_kwargs or {}))
-    screen, clock, episode_return, step_time, frames = None, pygame.time.Clock(), 0.0, 0.0, 0
+    clock, episode_return, step_time, frames, ended = pygame.time.Clock(), 0.0, 0.0, 0, None
     while not agent.state.quit and (max_frames is None or frames < max_frames):
         frames += 1
-        for event in (events or pygame.event.get)():
+        for event in events():
             agent.process_event(event)
-        if agent.state.reset:
+        if agent.state.reset:  # a new episode, standing still and playing
             seed += 1
             observation, info = env.reset(seed=seed)
             record = EpisodeRecord(record.env_id, seed, record.env_kwargs)
             agent.reset()
-            episode_return = 0.0
-        elif not agent.state.pause:
+            episode_return, ended = 0.0, None
+        elif not (agent.state.pause or ended):
             action = agent.act(observation)
             start = time.perf_counter()
             observation, reward, terminated, truncated, info = env.step(action)
@@ -151,30 +192,12 @@ def run_keyboard(
             episode_return += reward
             record.actions.append(np.asarray(action).tolist())
             record.digests.append(occupancy_digest(observation["occupancy"]))
-            if terminated or truncated:
-                agent.state.pause = True
+            ended = ending(terminated, truncated, info)
         speed = float(observation["ego"][0])
-        status = "paused (P)" if agent.state.pause else f"steer {agent.state.steering:+.1f}"
+        status = f"keys: gas {agent.state.throttle:+.1f} steer {agent.state.steering:+.1f}"
         lines = hud_lines({**info, "speed": speed}, episode_return, step_time, status)
-        image = driving_view(observation["occupancy"][-1], lines)
-        if screen is None:
-            screen = pygame.display.set_mode(image.shape[1::-1])
-            pygame.display.set_caption("occsim drive: arrows/WASD, space brake, R reset, P pause")
-        screen.blit(pygame.surfarray.make_surface(image.swapaxes(0, 1)), (0, 0))
-        pygame.display.flip()
-        if viewer is not None:
-            viewer.update(observation["occupancy"][-1])
+        banner = f"{ended}: press R" if ended else "paused (P)" if agent.state.pause else None
+        window.show(driving_view(observation["occupancy"][-1], lines, banner=banner))
+        window.show_3d(observation["occupancy"][-1])
         clock.tick(30)
-    if record_path is not None:
-        record.save(record_path)
-    if screenshot is not None and screen is not None:
-        pygame.image.save(screen, str(screenshot))
-        if viewer is not None:
-            import imageio.v2 as imageio
-
-            path = Path(screenshot)
-            imageio.imwrite(path.with_name(path.stem + "_3d.png"), viewer.capture())
-    if viewer is not None:
-        viewer.close()
-    pygame.display.quit()
     return record

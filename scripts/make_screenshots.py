@@ -34,6 +34,7 @@ def main() -> None:
         max_frames=4,
         events=lambda: next(script, []),
         screenshot=args.out / f"drive_window_{args.world}.png",
+        fast=True,  # a step per scripted frame
     )
     print(f"wrote {args.out}/drive_window_{args.world}.png and _3d.png")
 

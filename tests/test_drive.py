@@ -53,7 +53,7 @@ def test_keyboard_window_records_and_replays_exactly(tmp_path):
     kwargs = dict(map_seed=4, world_config=SMALL)
     env = make_env("procedural", **kwargs)
     script = iter([[key(pygame.KEYDOWN, pygame.K_UP)], [], [key(pygame.KEYDOWN, pygame.K_a)]])
-    record = run_keyboard(env, seed=3, max_frames=3, events=lambda: next(script))
+    record = run_keyboard(env, seed=3, max_frames=3, events=lambda: next(script), fast=True)
     assert len(record.actions) == 3 and len(record.digests) == 3
     record.env_kwargs = {"map_seed": 4, "world_config": None}
     path = tmp_path / "episode.json"
@@ -63,6 +63,57 @@ def test_keyboard_window_records_and_replays_exactly(tmp_path):
     record.save(path)
     with pytest.raises(AssertionError, match="diverged at step 1"):
         replay(path, world_config=SMALL)
+
+
+def test_keyboard_agent_stands_still_until_asked_and_holds_its_speed():
+    agent = KeyboardAgent(make_env("procedural", world_config=SMALL))
+    moving = {"ego": np.array([8.0, 0.0, 0.0])}  # the env's opening frames drive
+    np.testing.assert_array_equal(agent.act(moving), 0.0)
+    agent.process_event(key(pygame.KEYDOWN, pygame.K_UP))
+    first = agent.act(moving)
+    agent.process_event(key(pygame.KEYUP, pygame.K_UP))
+    held = agent.act(moving)
+    assert 0 < first[-1, 0] < held[-1, 0]  # accelerated, then kept the speed
+    np.testing.assert_allclose(np.diff(held[:, 0]), held[0, 0], rtol=1e-6)
+    agent.state.pause = True
+    agent.reset()
+    assert agent.speed == 0 and not agent.state.pause  # a reset resumes, standing still
+
+
+def test_fast_window_says_what_ended_the_episode_and_r_resumes(monkeypatch):
+    import occsim.drive as drive
+
+    env = make_env("procedural", map_seed=4, world_config=SMALL)
+    calls = {"steps": 0}
+    step = env.step
+
+    def crash_at_two(action):
+        observation, reward, terminated, truncated, info = step(action)
+        calls["steps"] += 1
+        if calls["steps"] == 2:
+            return observation, reward, True, truncated, {**info, "offroad": True}
+        return observation, reward, terminated, truncated, info
+
+    env.step = crash_at_two
+    banners = []
+    view = drive.driving_view
+    monkeypatch.setattr(
+        drive, "driving_view", lambda *a, **k: banners.append(k.get("banner")) or view(*a, **k)
+    )
+    script = iter([[], [], [], [key(pygame.KEYDOWN, pygame.K_r)], [], []])
+    record = run_keyboard(env, seed=3, max_frames=6, events=lambda: next(script), fast=True)
+    crashed = "off road: press R"
+    assert banners == [None, crashed, crashed, None, None, None]  # waits for R, then drives
+    assert record.seed == 4 and len(record.actions) == 2  # the new episode drives on
+
+
+def test_real_time_window_runs_on_the_wall_clock(tmp_path):
+    env = make_env("procedural", map_seed=4, world_config=SMALL)
+    record = run_keyboard(env, seed=3, max_frames=30, screenshot=tmp_path / "window.png")
+    assert (tmp_path / "window.png").stat().st_size > 10_000
+    # The first step is generated while the start plays; no key: the car stands still.
+    assert len(record.actions) >= 1
+    np.testing.assert_array_equal(record.actions, 0.0)
 
 
 def test_headless_run_writes_video_frames_and_record(tmp_path):

@@ -71,6 +71,7 @@ def test_drive_keyboard(tmp_path):
         "drive_keyboard.py",
         "--world",
         "procedural",
+        "--fast",
         "--max-frames",
         "2",
         "--record",

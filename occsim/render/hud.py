@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,6 +46,14 @@ def hud_panel(
     """RGB ``(height, width, 3)`` panel: the text ``lines`` above a legend of ``classes``
     (default: every class but free). The legend takes as many columns as the height left
     under the text needs, so every class in it is always drawn."""
+    legend = tuple(int(c) for c in (range(FREE_ID) if classes is None else classes))
+    return _panel(tuple(lines), height, width, legend).copy()
+
+
+# Text rendering is most of a panel's cost, and a real-time view redraws the same panel for
+# many frames in a row.
+@lru_cache(maxsize=16)
+def _panel(lines: tuple[str, ...], height: int, width: int, classes: tuple[int, ...]):
     import pygame
 
     surface = pygame.Surface((width, height))
@@ -55,7 +64,7 @@ def hud_panel(
         surface.blit(font.render(_fit(font, line, width - 2 * MARGIN), True, TEXT_COLOR), (10, y))
         y += LINE_HEIGHT
     y += 8
-    legend = [c for c in (range(FREE_ID) if classes is None else classes) if c != FREE_ID]
+    legend = [c for c in classes if c != FREE_ID]
     rows = max((height - y - 4) // LEGEND_ROW, 1)
     columns = max(math.ceil(len(legend) / rows), 1)
     rows = math.ceil(len(legend) / columns)  # balance the columns
@@ -66,7 +75,9 @@ def hud_panel(
         pygame.draw.rect(surface, tuple(int(c) for c in PALETTE[class_id]), (x, top + 2, 12, 12))
         name = _fit(small, CLASS_NAMES[class_id].replace("_", " "), column_width - 22)
         surface.blit(small.render(name, True, TEXT_COLOR), (x + 18, top))
-    return pygame.surfarray.array3d(surface).swapaxes(0, 1).copy()
+    panel = pygame.surfarray.array3d(surface).swapaxes(0, 1).copy()
+    panel.setflags(write=False)
+    return panel
 
 
 def draw_banner(image: np.ndarray, text: str) -> np.ndarray:
