@@ -15,6 +15,7 @@ from occsim.geometry import wrap_angle
 from occsim.grid import FRAME_DT, OCC3D_GRID, EgoState
 from occsim.labels import FREE_ID
 from occsim.render import render_bev, top_visible
+from occsim.validation import check_int, check_real_array
 
 # Bounds of the ego vector: speed, yaw rate, acceleration (an action of 1 is 40 m/s).
 EGO_LOW = np.array([0.0, -20.0, -500.0], dtype=np.float32)
@@ -38,16 +39,27 @@ class WorldBackend(Protocol):
         returns the K new frames and the ego states there."""
 
 
+class ResetNeeded(RuntimeError):
+    """``step`` after a ``reset`` (or a step) that raised: the episode is gone; call ``reset``."""
+
+
 def finite_action(action: Any, shape: tuple[int, int]) -> np.ndarray:
-    """A validated action as float64, clipped to [-1, 1]."""
-    array = np.asarray(action, dtype=np.float64)
+    """A validated action as float64, clipped to [-1, 1]; complex, boolean, string and
+    object arrays are refused rather than converted."""
+    array = check_real_array(action, "action")
     if array.shape != shape:
         raise ValueError(
             f"action must have shape {shape} (K waypoints x (x, y)), got {array.shape}"
         )
+    array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise ValueError("action must be finite, got NaN or inf")
     return np.clip(array, -1.0, 1.0)
+
+
+def check_seed(seed: Any) -> int | None:
+    """``seed`` as a non-negative ``int`` (or ``None``), as gymnasium's seeding takes it."""
+    return None if seed is None else check_int(seed, "seed", 0)
 
 
 class OccEnv(gym.Env):
@@ -109,31 +121,52 @@ class OccEnv(gym.Env):
         self._map_seed: int | None = None
         self._acceleration = 0.0
         self._window = None
+        self._broken: str | None = None  # why the episode is unusable (a failed call)
 
     # ------------------------------------------------------------------ episode
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = check_seed(seed)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict, got {type(options).__name__}")
         options = dict(options or {})
         unknown = sorted(set(options) - set(self._backend.reset_options))
         if unknown:
             raise ValueError(
                 f"unknown reset options {unknown}; valid: {list(self._backend.reset_options)}"
             )
-        super().reset(seed=seed)
-        frames, states, self._map_seed = self._backend.reset(self.np_random, options)
+        # Checked so far: a bad argument leaves the episode as it was. From here on the
+        # backend may be half-reset, so the episode is gone until a reset succeeds.
+        self._broken = "reset() is running"
+        try:
+            super().reset(seed=seed)
+            frames, states, map_seed = self._backend.reset(self.np_random, options)
+        except Exception as error:
+            self._broken = f"the last reset() failed ({type(error).__name__}: {error})"
+            raise
         self._frames, self._states, self._acceleration = frames, states, 0.0
+        self._map_seed, self._broken = map_seed, None
         return self._observation(), self._info({}, False, False)
 
     def step(self, action):
         waypoints = self._waypoints(action)
-        frames, states = self._backend.advance(self.ego_state, waypoints)
-        return self._finish_step(frames, states)
+        try:
+            return self._finish_step(*self._backend.advance(self.ego_state, waypoints))
+        except Exception as error:
+            # The world may have moved on part of the way: continuing would be a lie.
+            self._broken = f"the last step() failed ({type(error).__name__}: {error})"
+            raise
 
     def _waypoints(self, action: Any) -> np.ndarray:
         """Metric waypoints ``(K, 2)`` of a validated, clipped action."""
-        if not self._states:
-            raise RuntimeError("call reset() before step()")
+        self._check_usable()
         action = finite_action(action, (self.config.frames_per_step, 2))
         return action * np.asarray(self.config.action_scale)
+
+    def _check_usable(self) -> None:
+        if self._broken is not None:
+            raise ResetNeeded(f"{self._broken}; call reset() to start a new episode")
+        if not self._states:
+            raise RuntimeError("call reset() before step()")
 
     def _finish_step(self, frames: np.ndarray, states: list[EgoState]):
         """Rewards, termination, observation and info once the world moved on by K frames."""
@@ -158,6 +191,8 @@ class OccEnv(gym.Env):
     @property
     def ego_state(self) -> EgoState:
         """The ego's pose and speed at the last frame."""
+        if self._broken is not None:
+            raise ResetNeeded(f"{self._broken}; call reset() to start a new episode")
         if not self._states:
             raise RuntimeError("call reset() first: the episode has no ego state yet")
         return self._states[-1]

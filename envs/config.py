@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
+from occsim.validation import check_float, check_int
+
 OBSERVATION_KEYS = ("occupancy", "ego", "bev")
+MAX_FRAMES_PER_STEP = 64  # 64 frames of 200x200x16 voxels a step is already 41 MB
+MAX_INFERENCE_STEPS = 1000  # the training schedule's timesteps: no solver takes more
+MAX_GUIDANCE_SCALE = 100.0  # far beyond any useful guidance; larger is a typo
+MAX_ACTION_SCALE = 1000.0  # metres an action of 1 may mean
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,20 @@ class RewardWeights:
     collision: float = -10.0
     offroad: float = -5.0
     comfort: float = -0.02
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RewardWeights:
+        """Weights from a dict; unknown terms raise."""
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"unknown reward terms {unknown}; valid: {[f.name for f in fields(cls)]}"
+            )
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            check_float(getattr(self, item.name), f"rewards.{item.name}")
 
 
 @dataclass(frozen=True)
@@ -58,15 +79,45 @@ class OccEnvConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
-        unknown = sorted(set(self.observation_keys) - set(OBSERVATION_KEYS))
-        if unknown or not self.observation_keys:
-            raise ValueError(
-                f"observation_keys {unknown or '()'} invalid; choose from {OBSERVATION_KEYS}"
+        check_int(self.frames_per_step, "frames_per_step", 1, MAX_FRAMES_PER_STEP)
+        self._check_observation_keys()
+        scale = self.action_scale
+        if not isinstance(scale, (tuple, list)) or len(scale) != 2:
+            raise ValueError(f"action_scale must be two positive metres (x, y), got {scale!r}")
+        for axis, value in zip("xy", scale):
+            check_float(value, f"action_scale {axis}", 0.0, MAX_ACTION_SCALE, open_minimum=True)
+        object.__setattr__(self, "action_scale", tuple(float(v) for v in scale))
+        if not isinstance(self.rewards, RewardWeights):
+            raise TypeError(f"rewards must be RewardWeights or a dict, got {self.rewards!r}")
+        if self.map_seed is not None:
+            check_int(self.map_seed, "map_seed", 0, 2**63 - 1)
+        if self.pipeline_path is not None and not isinstance(
+            self.pipeline_path, (str, os.PathLike)
+        ):
+            raise TypeError(
+                f"pipeline_path must be a folder path or None, got {self.pipeline_path!r}"
             )
-        if len(self.action_scale) != 2 or min(self.action_scale) <= 0:
-            raise ValueError(f"action_scale must be two positive metres, got {self.action_scale}")
+        check_int(self.num_inference_steps, "num_inference_steps", 1, MAX_INFERENCE_STEPS)
+        check_float(self.guidance_scale, "guidance_scale", 0.0, MAX_GUIDANCE_SCALE)
+        if not isinstance(self.scene_memory, bool):
+            raise TypeError(f"scene_memory must be True or False, got {self.scene_memory!r}")
+        for name in ("scheduler", "device", "dtype"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{name} must be a non-empty name, got {value!r}")
+
+    def _check_observation_keys(self) -> None:
+        keys = self.observation_keys
+        if isinstance(keys, str) or not isinstance(keys, (tuple, list)):
+            raise TypeError(f"observation_keys must be a tuple of names, got {keys!r}")
+        unknown = sorted(set(map(str, keys)) - set(OBSERVATION_KEYS))
+        if unknown or not keys or not all(isinstance(k, str) for k in keys):
+            raise ValueError(
+                f"observation_keys {unknown or keys!r} invalid; choose from {OBSERVATION_KEYS}"
+            )
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"observation_keys {keys!r} repeat a key")
+        object.__setattr__(self, "observation_keys", tuple(keys))
 
     @classmethod
     def from_kwargs(cls, config: OccEnvConfig | None = None, **kwargs) -> OccEnvConfig:
@@ -77,7 +128,7 @@ class OccEnvConfig:
             raise TypeError(f"unknown environment options {unknown}; valid: {sorted(names)}")
         base = config or cls()
         if isinstance(kwargs.get("rewards"), dict):
-            kwargs["rewards"] = RewardWeights(**kwargs["rewards"])
+            kwargs["rewards"] = RewardWeights.from_dict(kwargs["rewards"])
         values = {f.name: getattr(base, f.name) for f in fields(cls)}
         values.update(kwargs)
         return cls(**values)
