@@ -66,6 +66,7 @@ class RoadUser:
     velocity: np.ndarray
     cls: int
     measured: bool = False  # whether the velocity comes from a displacement yet
+    cut: bool = False  # whether the view's edge cuts it (its centroid is not its centre)
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
@@ -85,7 +86,11 @@ def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) ->
         centroid = _to_world(grid.index_to_metric(columns), pose).mean(axis=0)
         classes = volume[volume != EMPTY]
         cls = int(np.bincount(classes).argmax())
-        objects.append(RoadUser(volume, lower, pose, np.zeros(2), centroid, np.zeros(2), cls))
+        cut = box[0].start == 0 or box[1].start == 0
+        cut |= box[0].stop == frame.shape[0] or box[1].stop == frame.shape[1]
+        objects.append(
+            RoadUser(volume, lower, pose, np.zeros(2), centroid, np.zeros(2), cls, cut=cut)
+        )
     return objects
 
 
@@ -105,12 +110,16 @@ class RoadUserTracks:
         """Forget every object."""
         self.objects = []
 
-    def observe(self, frame: np.ndarray, pose: np.ndarray, frames_since: int = 1) -> None:
+    def observe(
+        self, frame: np.ndarray, pose: np.ndarray, frames_since: int = 1, observed: bool = False
+    ) -> None:
         """Take the road users of a committed ``frame`` at ``pose``, ``frames_since`` frames
         after the last observed one. Each one matched to an object seen then (same class,
-        nearest to where that one was heading, within reach) is that object moved on: it
-        keeps the object's shape, and its displacement updates the velocity. The others
-        are new and stand still."""
+        nearest to where that one was heading, within reach) is that object moved on: its
+        displacement updates the velocity, and it keeps the object's shape, unless the
+        frame was ``observed`` (not generated): a real view is the best shape there is,
+        while re-capturing a shape from its own resampled stamp would wear it down. The
+        others are new and stand still."""
         current = extract(frame, pose, self.grid)
         previous = self.objects
         elapsed = self.frame_period * frames_since
@@ -131,6 +140,12 @@ class RoadUserTracks:
                 count, old_count = _voxels(obj), _voxels(match)
                 if abs(count - old_count) > SIZE_CHANGE * max(count, old_count):
                     continue
+                if obj.cut or match.cut:
+                    # Half in view, its centroid moves as the view does: it keeps still.
+                    obj.velocity = (
+                        match.velocity if match.measured and not match.cut else obj.velocity
+                    )
+                    continue
                 moved = obj.centroid - match.centroid
                 measured = moved / elapsed
                 speed = float(np.hypot(*measured))
@@ -140,15 +155,17 @@ class RoadUserTracks:
                 velocity = weight * measured + (1 - weight) * match.velocity
                 if np.hypot(*velocity) < STILL_SPEED:
                     velocity = np.zeros(2)
+                shape = obj if observed else match
                 current[n] = RoadUser(
-                    match.volume,
-                    match.lower,
-                    match.frame_pose,
-                    match.offset + moved,
+                    shape.volume,
+                    shape.lower,
+                    shape.frame_pose,
+                    obj.offset if observed else match.offset + moved,
                     obj.centroid,
                     velocity,
                     match.cls,
                     measured=True,
+                    cut=obj.cut,
                 )
         self.objects = current
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import diffusers
 import numpy as np
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from occsim.geometry import poses_to_trajectory
 from occsim.pipeline import OccSoraPipeline
@@ -37,7 +38,13 @@ def load_world_model(
     dtype: str = "float32",
 ) -> OccSoraPipeline:
     """The pipeline in ``path`` (default: the bundled model) with the diffusers
-    ``scheduler`` class of that name, on ``device`` in ``dtype``, progress bars off."""
+    ``scheduler`` class of that name, on ``device`` in ``dtype``, progress bars off.
+
+    Every argument is checked before anything loads, and the folder's files by
+    ``OccSoraPipeline.from_pretrained`` (configs, weights, parts that fit), each error
+    naming what was wrong."""
+    from occsim.grid import OCC3D_GRID
+
     if path is None:
         from occsim.assets import asset_path
 
@@ -48,15 +55,22 @@ def load_world_model(
             raise FileNotFoundError(
                 f"pipeline_path {path} is not an OccSoraPipeline folder (no model_index.json)"
             )
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. 'float32')")
-    scheduler_class = getattr(diffusers, scheduler, None)
-    if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
+    torch_dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else None
+    if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+        raise ValueError(f"dtype {dtype!r} is not a torch floating dtype name (e.g. 'float32')")
+    scheduler_class = getattr(diffusers, scheduler, None) if isinstance(scheduler, str) else None
+    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, SchedulerMixin)):
         raise ValueError(f"scheduler {scheduler!r} is not a diffusers scheduler class")
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu'): {error}") from None
     pipe = OccSoraPipeline.from_pretrained(path, dtype=torch_dtype)
+    grid = tuple(pipe.tokenizer.config.grid_size)
+    if grid != tuple(OCC3D_GRID.shape):  # the envs and their rewards live on this grid
+        raise ValueError(f"{path}: the tokenizer's grid {grid} is not the Occ3D grid")
     pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
-    pipe.to(torch.device(device))
+    pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -253,7 +267,7 @@ class WorldModelRollout:
         if self._memory is not None:
             for frame, pose in zip(frames, poses):
                 self._memory.insert(frame, pose)
-                self._tracks.observe(frame, pose)
+                self._tracks.observe(frame, pose, observed=True)
 
     def _compose(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
         """Each frame is composed onto what the memory knows and the road users it has seen,
