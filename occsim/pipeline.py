@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from occsim.dit import OccDiT
+from occsim.model_files import load_pipeline_parts
 from occsim.tokenizer import OccTokenizer, StreamCache
 from occsim.validation import check_trajectory
 
@@ -87,6 +90,21 @@ class OccSoraPipeline(DiffusionPipeline):
         if name == "scheduler" and value is not None:
             value = solver_for_learned_variance(value)
         super().__setattr__(name, value)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, **kwargs: Any
+    ) -> OccSoraPipeline:
+        """Load a saved pipeline folder; every file is checked first (``model_index.json``
+        names occsim's parts, configs in range, weights exactly the model's and finite, the
+        parts fit each other), each error naming its file. Keyword arguments: ``dtype``
+        (or ``torch_dtype``) and built ``tokenizer`` / ``transformer`` / ``scheduler``
+        parts to use instead of the folder's."""
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        parts = load_pipeline_parts(pretrained_model_name_or_path, dtype, **kwargs)
+        pipe = cls(*parts)
+        pipe.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipe
 
     # ------------------------------------------------------------------ latents
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
