@@ -73,6 +73,7 @@ class StepResult:
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
+    seconds: float = 0.0  # the world's compute time for it
 
 
 @dataclass(eq=False)
@@ -235,12 +236,17 @@ class RealtimeDriver:
 
     # ------------------------------------------------------------------ the worker's jobs
     def _reset_job(self, episode: int, seed: int) -> StepResult:
+        start = time.perf_counter()
         observation, info = self.env.reset(seed=seed)
-        return StepResult(episode, observation, info)
+        return StepResult(episode, observation, info, seconds=time.perf_counter() - start)
 
     def _step_job(self, episode: int, action: np.ndarray) -> StepResult:
+        start = time.perf_counter()
         observation, reward, terminated, truncated, info = self.env.step(action)
-        return StepResult(episode, observation, info, action, reward, terminated, truncated)
+        seconds = time.perf_counter() - start
+        return StepResult(
+            episode, observation, info, action, reward, terminated, truncated, seconds
+        )
 
     def _submit(self, fn: Callable[..., StepResult], *args: Any) -> None:
         now = self.clock.now()
@@ -326,16 +332,16 @@ class RealtimeDriver:
                 self.record.actions.append(np.asarray(result.action).tolist())
                 self.record.digests.append(occupancy_digest(result.observation["occupancy"]))
                 self.ended = ending(result.terminated, result.truncated, result.info)
-            lines = self._step_lines(result, now - pending.submitted)
+            lines = self._step_lines(result)
             frames = result.observation["occupancy"]
             # A reset's frames are the world's history; the drive starts at its last one.
             first = len(frames) - 1 if result.action is None else 0
             for index in range(first, len(frames)):
                 self.timeline.append(frames[index], poses[index], self._steps, index, lines)
 
-    def _step_lines(self, result: StepResult, seconds: float) -> list[str]:
+    def _step_lines(self, result: StepResult) -> list[str]:
         """The HUD text of a step's frames: generation time, rewards, return."""
-        lines = [f"step {self._steps}: {seconds * 1000:5.0f} ms"]
+        lines = [f"step {self._steps}: {result.seconds * 1000:5.0f} ms"]
         for name, value in result.info.get("rewards", {}).items():
             lines.append(f"{name:>9} {value:+6.2f}")
         lines.append(f"return {self._return:+7.2f}")

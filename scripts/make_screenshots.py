@@ -25,8 +25,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    press = [pygame.event.Event(pygame.KEYDOWN, key=pygame.K_UP)]
-    script = iter([press, [], [pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a)], []])
+
+    def key(kind: int, code: int) -> list:
+        return [pygame.event.Event(kind, key=code)]
+
+    # Accelerate for two steps, then a short steer to the left, then straight on.
+    script = iter(
+        [
+            key(pygame.KEYDOWN, pygame.K_UP),
+            [],
+            key(pygame.KEYUP, pygame.K_UP) + key(pygame.KEYDOWN, pygame.K_a),
+            key(pygame.KEYUP, pygame.K_a),
+        ]
+    )
     run_keyboard(
         make_env(args.world),
         seed=args.seed,
