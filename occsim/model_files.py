@@ -356,3 +356,19 @@ def load_pipeline_parts(
         check_scheduler_config(dict(scheduler.config), "the given scheduler")
     check_pipeline_parts(parts["tokenizer"], parts["transformer"], scheduler, folder)
     return parts["tokenizer"], parts["transformer"], scheduler
+
+
+def check_overrides(model_class: type, overrides: Any, key: str) -> None:
+    """Keyword overrides of a model preset (a training config's ``model_overrides``): known
+    keys with values in range, before any model is built."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"config key {key!r} expects a mapping, got {overrides!r}")
+    rules = CONFIG_RULES[model_class]
+    unknown = sorted(set(overrides) - set(rules))
+    if unknown:
+        raise ValueError(f"config key {key!r} has unknown keys {unknown}; valid: {sorted(rules)}")
+    for name, value in overrides.items():
+        try:
+            rules[name](value, f"{key}.{name}")
+        except TypeError as error:
+            raise ValueError(str(error)) from None

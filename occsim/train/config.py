@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -155,15 +157,167 @@ class DiTTrainConfig:
 C = TypeVar("C")
 
 
+Rule = Callable[[Any, str], None]
+
+
+def _integer(minimum: int, maximum: int | None = None, note: str = "") -> Rule:
+    """An int (not a bool) in ``[minimum, maximum]``; ``note`` says what the bound means."""
+
+    def rule(value: Any, key: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r} expects int, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"config key {key!r} must be >= {minimum}{note}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"config key {key!r} must be <= {maximum}{note}, got {value}")
+
+    return rule
+
+
+def _real(minimum: float, maximum: float | None = None, *, open_min: bool = False) -> Rule:
+    """A finite float in the range (``open_min``: the minimum itself excluded)."""
+
+    def rule(value: Any, key: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {key!r} expects float, got {value!r}")
+        low = value <= minimum if open_min else value < minimum
+        if not math.isfinite(value) or low or (maximum is not None and value > maximum):
+            bounds = (
+                f"{'(' if open_min else '['}{minimum}, {maximum if maximum is not None else 'inf'}"
+            )
+            bounds += "]" if maximum is not None else ")"
+            raise ValueError(f"config key {key!r} must be a finite number in {bounds}, got {value}")
+
+    return rule
+
+
+def _one_of(*choices: str) -> Rule:
+    def rule(value: Any, key: str) -> None:
+        if value not in choices:
+            raise ValueError(
+                f"unknown {key} {value!r}: config key {key!r} must be one of {list(choices)}"
+            )
+
+    return rule
+
+
+def _text(value: Any, key: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"config key {key!r} expects str, got {value!r}")
+
+
+def _path(value: Any, key: str) -> None:
+    _text(value, key)
+    if not value:
+        raise ValueError(f"config key {key!r} must name a folder or file, got ''")
+
+
+def _flag(value: Any, key: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"config key {key!r} expects bool, got {value!r}")
+
+
+def _mapping(value: Any, key: str) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"config key {key!r} expects a mapping, got {value!r}")
+
+
+def _presets(kind: str) -> Rule:
+    def rule(value: Any, key: str) -> None:
+        names = PRESET_NAMES[kind]
+        if value not in names:
+            raise ValueError(
+                f"config key {key!r} must be a {kind} preset {list(names)}, got {value!r}"
+            )
+
+    return rule
+
+
+MAX_SEED = 2**31 - 1  # seeds are combined with step counts into torch seeds (< 2**63)
+MAX_COUNT = 2**31 - 1  # steps, clips, frames: anything larger is a typo
+# Preset names without importing the models (the CLI parses configs before torch loads).
+PRESET_NAMES = {
+    "tokenizer": ("paper", "default", "default_fine", "tiny"),
+    "DiT": ("paper", "default", "tiny"),
+}
+
+RULES: dict[type, dict[str, Rule]] = {
+    DataConfig: {
+        "source": _one_of("procedural", "occ3d"),
+        "clip_len": _integer(1, 4096),
+        "num_clips": _integer(1, MAX_COUNT),
+        "num_val_clips": _integer(1, MAX_COUNT),
+        "seed": _integer(0, MAX_SEED),
+        "val_seed": _integer(0, MAX_SEED),
+        "root": _text,
+        "poses": _text,
+        "train_split": _text,
+        "val_split": _text,
+        "num_workers": _integer(0, 256, " (0 loads clips in the training process)"),
+    },
+    OptimConfig: {
+        "learning_rate": _real(0.0, 10.0, open_min=True),
+        "weight_decay": _real(0.0, 10.0),
+        "warmup_steps": _integer(0, MAX_COUNT),
+        "max_steps": _integer(1, MAX_COUNT, " (a run trains at least one step)"),
+        "grad_clip": _real(0.0, None),
+        "batch_size": _integer(1, 65536),
+        "gradient_accumulation": _integer(1, 65536),
+    },
+    RunConfig: {
+        "output_dir": _path,
+        "seed": _integer(0, MAX_SEED),
+        "mixed_precision": _one_of("no", "bf16", "fp16"),
+        "cpu": _flag,
+        "checkpoint_every": _integer(1, MAX_COUNT, " (one is always written at the end)"),
+        "keep_checkpoints": _integer(1, 1000),
+        "validate_every": _integer(1, MAX_COUNT),
+        "log_every": _integer(1, MAX_COUNT),
+        "image_every": _integer(0, MAX_COUNT, " (0 writes no images)"),
+    },
+    TokenizerTrainConfig: {
+        "preset": _presets("tokenizer"),
+        "model_overrides": _mapping,
+        "patch_fraction": _real(0.0, 1.0, open_min=True),
+        "lovasz_weight": _real(0.0, 1000.0),
+        "class_weighting": _one_of("none", "inverse_sqrt_frequency"),
+        "class_weight_clips": _integer(1, MAX_COUNT),
+        "init_from": _text,
+        "freeze_encoder": _flag,
+    },
+    DiTTrainConfig: {
+        "tokenizer": _path,
+        "preset": _presets("DiT"),
+        "model_overrides": _mapping,
+        "max_context_frames": _integer(0, 4096),
+        "trajectory_dropout": _real(0.0, 1.0),
+        "vlb_from_step": _integer(0, MAX_COUNT),
+        "prediction_type": _one_of("epsilon", "sample", "v_prediction"),
+        "latent_cache": _text,
+        "segment_len": _integer(1, 4096),
+        "ema_decay": _real(0.0, 0.999999),
+    },
+}
+
+
+def check_config(config: Any, prefix: str = "") -> None:
+    """Every key of a training config in range, before any work starts; a ``ValueError``
+    names the first key that is not (dotted, as on the command line)."""
+    rules = RULES[type(config)]
+    for item in dataclasses.fields(config):
+        value, key = getattr(config, item.name), f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{key}.")
+        else:
+            rules[item.name](value, key)
+    if isinstance(config, DataConfig) and config.source == "occ3d" and not config.root:
+        raise ValueError(f"config key '{prefix}root' must be set for data.source=occ3d")
+
+
 def check_sections(data: DataConfig, run: RunConfig) -> None:
     """Raise a ``ValueError`` naming the key for values the sections cannot take."""
-    checks = (
-        ("data.num_workers", data.num_workers, "0 loads clips in the training process"),
-        ("run.image_every", run.image_every, "0 writes no images"),
-    )
-    for key, value, zero in checks:
-        if value < 0:
-            raise ValueError(f"config key {key!r} must be >= 0 ({zero}), got {value}")
+    check_config(data, "data.")
+    check_config(run, "run.")
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -172,6 +326,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             value = yaml.safe_load(value)
         except yaml.YAMLError as error:
             raise ValueError(f"config key {key!r}: cannot parse {value!r}: {error}") from None
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ValueError(f"config key {key!r} expects {annotation.__name__}, got {value!r}")
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if annotation is float and isinstance(value, int):
         return float(value)
     if annotation is str and value is None:
@@ -224,6 +385,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
         _apply(config, nested)
+    check_config(config)
     return config
 
 

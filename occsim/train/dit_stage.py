@@ -15,11 +15,13 @@ from tqdm import tqdm
 
 from occsim.diffusion import diffusion_losses, make_training_scheduler
 from occsim.dit import OccDiT
+from occsim.io import remove_stale_temporaries
 from occsim.metrics import OccupancyMetrics
+from occsim.model_files import check_overrides, load_model
 from occsim.pipeline import OccSoraPipeline
 from occsim.tokenizer import OccTokenizer
 from occsim.train.checkpoint import load_state, resolve_checkpoint
-from occsim.train.config import DiTTrainConfig, check_sections, config_to_dict
+from occsim.train.config import DiTTrainConfig, check_config, config_to_dict
 from occsim.train.data import (
     StepBatches,
     build_datasets,
@@ -74,7 +76,9 @@ def _build_model(config: DiTTrainConfig, tokenizer: OccTokenizer, train_set) -> 
 def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the saved ``OccSoraPipeline``."""
     run_dir = Path(config.run.output_dir)
-    check_sections(config.data, config.run)
+    check_config(config)  # every key in range before any work starts
+    check_overrides(OccDiT, config.model_overrides, "model_overrides")
+    remove_stale_temporaries(run_dir / "checkpoints")  # of a run killed mid-checkpoint
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
     noise_scheduler = make_training_scheduler(prediction_type=config.prediction_type)
@@ -85,11 +89,11 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             f"tokenizer {tokenizer_path} is not a save_pretrained folder (no config.json); "
             "train one with `occsim train tokenizer`"
         )
-    tokenizer = OccTokenizer.from_pretrained(tokenizer_path).eval().requires_grad_(False)
+    tokenizer = load_model(OccTokenizer, tokenizer_path).eval().requires_grad_(False)
     if resume:
         checkpoint_dir = resolve_checkpoint(run_dir, resume)
         state = load_state(checkpoint_dir)  # checked before anything is overwritten
-        model = OccDiT.from_pretrained(checkpoint_dir / "transformer").train()
+        model = load_model(OccDiT, checkpoint_dir / "transformer").train()
     else:
         state = None
         model = _build_model(config, tokenizer, train_set)

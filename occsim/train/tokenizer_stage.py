@@ -9,10 +9,12 @@ import torch
 from tqdm import tqdm
 
 from occsim.evaluate.recon import evaluate_reconstruction
+from occsim.io import remove_stale_temporaries
 from occsim.labels import NUM_CLASSES
+from occsim.model_files import check_overrides, load_model
 from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
 from occsim.train.checkpoint import load_state, resolve_checkpoint
-from occsim.train.config import TokenizerTrainConfig, check_sections, config_to_dict
+from occsim.train.config import TokenizerTrainConfig, check_config, config_to_dict
 from occsim.train.data import StepBatches, build_datasets, image_clip, step_loader
 from occsim.train.loop import (
     checkpoint,
@@ -42,7 +44,9 @@ def evaluate_tokenizer(model: OccTokenizer, dataset) -> dict[str, float]:
 def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> Path:
     """Train, checkpoint, validate; returns the folder of the final tokenizer."""
     run_dir = Path(config.run.output_dir)
-    check_sections(config.data, config.run)
+    check_config(config)  # every key in range before any work starts
+    check_overrides(OccTokenizer, config.model_overrides, "model_overrides")
+    remove_stale_temporaries(run_dir / "checkpoints")  # of a run killed mid-checkpoint
     _check_fine_tuning(config)
     accelerator = make_accelerator(config.run)
     torch.manual_seed(config.run.seed)
@@ -52,9 +56,9 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     if resume:
         checkpoint_dir = resolve_checkpoint(run_dir, resume)
         state = load_state(checkpoint_dir)  # checked before anything is overwritten
-        model = OccTokenizer.from_pretrained(checkpoint_dir / "tokenizer").train()  # loads in eval
+        model = load_model(OccTokenizer, checkpoint_dir / "tokenizer").train()  # loads in eval
     elif config.init_from:
-        model = OccTokenizer.from_pretrained(config.init_from).train()
+        model = load_model(OccTokenizer, config.init_from).train()
     else:
         model = OccTokenizer.from_preset(config.preset, **config.model_overrides)
     if config.freeze_encoder:
