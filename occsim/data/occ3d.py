@@ -9,6 +9,7 @@ Layout on disk (as distributed by Occ3D)::
 
 from __future__ import annotations
 
+import io
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -24,17 +25,46 @@ from occsim.grid import OCC3D_GRID
 from occsim.validation import check_occupancy
 
 LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
+class _WrongShape(ValueError):
+    """A readable array of the wrong shape (the file is fine, its content is not)."""
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One ``.npy`` member, its header checked before any data is read (a corrupt header
+    must not allocate a huge array) and its CRC checked by reading it whole."""
+    with archive.open(name) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version not in _HEADER_READERS:
+            raise ValueError(f"{name} has .npy format version {version}, expected 1.0 or 2.0")
+        found = tuple(_HEADER_READERS[version](handle)[0])  # (shape, fortran order, dtype)
+    if found != shape:
+        raise _WrongShape(f"{name[: -len('.npy')]} must have spatial shape {shape}, got {found}")
+    data = archive.read(name)  # zipfile checks the CRC of what it read
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+def _read_archive(path: Path, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     """The label arrays of an ``.npz`` file; every way it can be unreadable is a ValueError."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not an .npz archive of named arrays")
-            if "semantics" not in archive.files:
-                raise ValueError(f"it has arrays {archive.files}; expected 'semantics' (and masks)")
-            return {key: archive[key] for key in LABEL_KEYS if key in archive.files}
+        with zipfile.ZipFile(path) as archive:
+            members = {n[: -len(".npy")]: n for n in archive.namelist() if n.endswith(".npy")}
+            if "semantics" not in members:
+                raise ValueError(
+                    f"it has arrays {sorted(members)}; expected 'semantics' (and masks)"
+                )
+            return {
+                key: _read_member(archive, members[key], shape)
+                for key in LABEL_KEYS
+                if key in members
+            }
+    except _WrongShape as error:
+        raise ValueError(f"{path}: {error}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as error:
         # numpy's own messages may advise allow_pickle: never follow that for data files.
         reason = "it holds pickled objects" if "pickle" in str(error) else str(error)
@@ -42,6 +72,8 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
             f"{path} is not a readable Occ3D labels.npz (truncated or corrupt): {reason}; "
             "expected arrays 'semantics', 'mask_lidar', 'mask_camera'"
         ) from None
+    except MemoryError:
+        raise ValueError(f"{path} is corrupt: it declares an impossibly large array") from None
 
 
 def _check_mask(mask: np.ndarray, key: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
@@ -68,7 +100,7 @@ def load_labels(path: str | Path, spatial_shape: tuple[int, int, int] = OCC3D_GR
         raise FileNotFoundError(
             f"occupancy labels {path} do not exist; expected gts/<scene>/<token>/labels.npz"
         )
-    arrays = _read_archive(path)
+    arrays = _read_archive(path, tuple(spatial_shape))
     try:
         semantics = check_occupancy(
             arrays["semantics"], str(path), ndim=3, spatial_shape=spatial_shape
