@@ -29,6 +29,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
 )
+FUZZ_SLOW = settings(FUZZ, max_examples=4)  # each example replays or loads a model
 
 CLEAR = (ValueError, TypeError, FileNotFoundError)
 
@@ -78,17 +79,28 @@ def state_of(obj: Any) -> dict[str, Any]:
     return copy.deepcopy({k: v for k, v in vars(obj).items() if not k.startswith("__")})
 
 
-def markdown_table() -> str:
-    """The tally as markdown: one row per boundary and kind of bad input."""
+def _row(name: str, kinds: int | str, errors: int, same: int) -> str:
+    return f"| {name} | {kinds} | {errors + same} | {errors} | {same} | 0 | 0 | 0 |"
+
+
+def markdown_table(detail: bool = False) -> str:
+    """The tally as markdown: a row per boundary (``detail``: per kind of bad input)."""
+    header = "kind of bad input" if detail else "kinds of bad input"
     lines = [
-        "| boundary | kind of bad input | tried | clear errors | harmless (same data) "
+        f"| boundary | {header} | tried | clear errors | harmless (same data) "
         "| crashes | silent | lost |",
         "|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted(set(TALLY) | set(HARMLESS))
-    for boundary, kind in keys:
-        errors, same = TALLY[(boundary, kind)], HARMLESS[(boundary, kind)]
-        lines.append(f"| {boundary} | {kind} | {errors + same} | {errors} | {same} | 0 | 0 | 0 |")
-    errors, same = sum(TALLY.values()), sum(HARMLESS.values())
-    lines.append(f"| **all** | | {errors + same} | {errors} | {same} | 0 | 0 | 0 |")
+    boundaries = sorted({boundary for boundary, _ in keys})
+    for boundary in boundaries:
+        kinds = [key for key in keys if key[0] == boundary]
+        if detail:
+            for key in kinds:
+                lines.append(_row(boundary, key[1], TALLY[key], HARMLESS[key]))
+        else:
+            errors = sum(TALLY[key] for key in kinds)
+            same = sum(HARMLESS[key] for key in kinds)
+            lines.append(_row(boundary, len(kinds), errors, same))
+    lines.append(_row("**all**", len(keys), sum(TALLY.values()), sum(HARMLESS.values())))
     return "\n".join(lines) + "\n"

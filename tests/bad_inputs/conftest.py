@@ -11,4 +11,4 @@ from bad_input_tally import markdown_table
 def pytest_sessionfinish(session, exitstatus) -> None:
     target = os.environ.get("OCCSIM_BAD_INPUT_TABLE")
     if target:
-        Path(target).write_text(markdown_table())
+        Path(target).write_text(markdown_table() + "\n" + markdown_table(detail=True))
