@@ -74,6 +74,33 @@ class LatentCache:
         return {"latents": latents, "trajectory": torch.from_numpy(np.stack(trajectories))}
 
 
+def _read_cache(path: Path, expected: dict, tokenizer: OccTokenizer) -> LatentCache | None:
+    """The cache in ``path`` if it matches ``expected`` and its contents are sound (codes
+    of the codebook, finite poses, one trajectory per segment); ``None`` to rebuild."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        if not all(metadata.get(k) == v for k, v in expected.items()):
+            tqdm.write(f"latent cache {path} was built from another tokenizer or data: rebuilding")
+            return None
+        indices, trajectory = handle.get_tensor("indices"), handle.get_tensor("trajectory")
+    sound = (
+        indices.ndim == 5
+        and not indices.is_floating_point()
+        and trajectory.ndim == 3
+        and trajectory.shape[0] == indices.shape[0]
+        and trajectory.shape[2] == 3
+        and bool(torch.isfinite(trajectory).all())
+        and (
+            indices.numel() == 0
+            or 0 <= int(indices.min()) <= int(indices.max()) < tokenizer.quantizer.codebook_size
+        )
+    )
+    if not sound:
+        tqdm.write(f"latent cache {path} holds impossible codes or poses: rebuilding")
+        return None
+    return LatentCache(indices, trajectory, tokenizer.temporal_factor)
+
+
 def load_or_build_cache(
     path: str | Path, tokenizer: OccTokenizer, segments, data_digest: str
 ) -> LatentCache:
@@ -84,15 +111,13 @@ def load_or_build_cache(
     model_digest = tokenizer_digest(tokenizer)
     expected = {"tokenizer": model_digest, "data": data_digest}
     if path.is_file():
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            if all(metadata.get(k) == v for k, v in expected.items()):
-                return LatentCache(
-                    handle.get_tensor("indices"),
-                    handle.get_tensor("trajectory"),
-                    tokenizer.temporal_factor,
-                )
-        tqdm.write(f"latent cache {path} was built from another tokenizer or data: rebuilding")
+        try:
+            cache = _read_cache(path, expected, tokenizer)
+        except Exception as error:  # a cache is rebuilt, never trusted, when unreadable
+            cache = None
+            tqdm.write(f"latent cache {path} is unreadable ({error}): rebuilding")
+        if cache is not None:
+            return cache
     indices, trajectories = [], []
     with torch.no_grad():
         for i in tqdm(range(len(segments)), desc="latent cache", unit="segment"):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from bad_input_tally import FUZZ, FUZZ_SLOW, expect_error
+from bad_input_tally import FUZZ, FUZZ_SLOW, clear_error, expect_error
 from hypothesis import given
 from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from occsim.dit import OccDiT
@@ -312,3 +313,42 @@ def test_stages_refuse_before_any_work(tmp_path, stage, change):
     train = train_tokenizer if stage == "tokenizer" else train_dit
     expect_error(TRAIN, f"{stage} stage start", lambda: train(config), (ValueError,))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_latent_cache_is_rebuilt_not_trusted(occ3d_root, tiny_pipeline_path, tmp_path):
+    from occsim.data import Occ3DDataset
+    from occsim.model_files import load_model
+    from occsim.tokenizer import OccTokenizer
+    from occsim.train.latent_cache import load_or_build_cache
+
+    tokenizer = load_model(OccTokenizer, tiny_pipeline_path / "tokenizer")
+    segments = Occ3DDataset(occ3d_root["root"], clip_len=4, stride=4, scenes=["scene-0001"])
+    path = tmp_path / "latents.safetensors"
+    good = load_or_build_cache(path, tokenizer, segments, "data")
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    corruptions = {
+        "codes outside the codebook": lambda: save_file(
+            {
+                "indices": (good.indices + 10_000).contiguous(),
+                "trajectory": good.trajectory.contiguous(),
+            },
+            str(path),
+            metadata,
+        ),
+        "NaN poses": lambda: save_file(
+            {
+                "indices": good.indices.contiguous(),
+                "trajectory": (good.trajectory * float("nan")).contiguous(),
+            },
+            str(path),
+            metadata,
+        ),
+        "random bytes": lambda: path.write_bytes(bytes(range(256)) * 4),
+    }
+    for kind, corrupt in corruptions.items():
+        corrupt()
+        rebuilt = load_or_build_cache(path, tokenizer, segments, "data")
+        assert torch.equal(rebuilt.indices, good.indices), kind
+        assert torch.equal(rebuilt.trajectory, good.trajectory), kind
+        clear_error("DiT latent cache (rebuilt, with a message)", kind)
