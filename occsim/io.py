@@ -1,13 +1,15 @@
 """Atomic file writing: a crash mid-write never leaves a half-written file or folder behind.
 
 Temporaries live beside their target as ``.{name}.{pid}-{random}.tmp`` (and ``.old`` for a
-folder moved aside), so that :func:`remove_stale_temporaries` can tell those of a process
-that died (an interrupted write) from those of one still writing.
+folder moved aside), so that the temporaries of a process that died (an interrupted write)
+can be told from those of one still writing: each atomic write clears those of its own
+target first, and :func:`remove_stale_temporaries` a whole folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -39,6 +41,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _clean_stale(entry: Path) -> bool:
+    """Remove (or, for a folder moved aside whose replacement never came, restore) one
+    temporary of a process that no longer runs; whether it was one."""
+    match = _TEMPORARY.match(entry.name)
+    if match is None or _pid_alive(int(match["pid"])):
+        return False
+    target = entry.with_name(match["target"])
+    if match["kind"] == "old" and not target.exists():
+        os.replace(entry, target)
+    elif entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+    return True
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """Delete the temporaries that interrupted atomic writes left in ``folder``.
 
@@ -50,20 +68,14 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
     if not folder.is_dir():
         return []
     candidates = folder.rglob(".*") if recursive else folder.glob(".*")
-    handled = []
-    for path in sorted(candidates):
-        match = _TEMPORARY.match(path.name)
-        if match is None or _pid_alive(int(match["pid"])):
-            continue
-        target = path.with_name(match["target"])
-        if match["kind"] == "old" and not target.exists():
-            os.replace(path, target)
-        elif path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        handled.append(path)
-    return handled
+    return [entry for entry in sorted(candidates) if _clean_stale(entry)]
+
+
+def _clean_stale_of(path: Path) -> None:
+    """Every atomic write first clears what an interrupted write of the same target left."""
+    if path.parent.is_dir():
+        for entry in path.parent.glob(f".{glob.escape(path.name)}.*"):
+            _clean_stale(entry)
 
 
 @contextlib.contextmanager
@@ -74,6 +86,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On error the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    _clean_stale_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -95,6 +108,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     place, so at every instant either the old or the new complete folder exists.
     """
     path = Path(path)
+    _clean_stale_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:

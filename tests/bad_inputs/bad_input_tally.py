@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -63,6 +64,19 @@ def clear_error(boundary: str, kind: str) -> None:
 def harmless(boundary: str, kind: str) -> None:
     """Count a corruption that changed nothing the reader returns (e.g. a zip timestamp)."""
     HARMLESS[(boundary, kind)] += 1
+
+
+def dead_pid() -> int:
+    """A process id nobody runs (temporaries named with it are stale)."""
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
 
 
 def snapshot(root: Path) -> dict[str, str]:

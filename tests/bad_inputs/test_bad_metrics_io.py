@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from bad_input_tally import FUZZ, expect_error, snapshot
+from bad_input_tally import FUZZ, dead_pid, expect_error, snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -102,3 +102,33 @@ def test_an_episode_with_nan_is_never_saved(tmp_path):
     bad = EpisodeRecord("occsim/Procedural-v0", 0, {}, [[[float("nan"), 0.0]] * 4], ["0" * 16])
     expect_error(WRITES, "episode with NaN action", lambda: bad.save(path))
     assert snapshot(tmp_path) == before
+
+
+def test_each_atomic_write_clears_what_an_interrupted_one_left(tmp_path):
+    path = tmp_path / "episode.json"
+    stale = tmp_path / f".episode.json.{dead_pid()}-k.tmp"
+    stale.write_text("{half")
+    other = tmp_path / f".other.json.{dead_pid()}-k.tmp"  # another target's: not ours to judge
+    other.write_text("{")
+    write_json_atomic(path, {"ok": 1})
+    assert not stale.exists() and other.exists()
+
+
+def test_training_clears_interrupted_checkpoints(tmp_path):
+    from occsim.train import TokenizerTrainConfig
+    from occsim.train.checkpoint import list_checkpoints
+    from occsim.train.tokenizer_stage import train_tokenizer
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    half = checkpoints / f".step-00000002.{dead_pid()}-z.tmp"
+    half.mkdir(parents=True)
+    (half / "training_state.json").write_text("{")
+    config = TokenizerTrainConfig()
+    config.run.output_dir = str(tmp_path / "run")
+    config.data.source, config.data.root = "occ3d", str(tmp_path / "nowhere")  # stops early
+    expect_error(
+        "training start-up",
+        "bad data source after a killed checkpoint",
+        lambda: train_tokenizer(config),
+    )
+    assert not half.exists() and list_checkpoints(tmp_path / "run") == []

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_input_tally import FUZZ, clear_error, expect_error, harmless, snapshot, state_of
+from bad_input_tally import (
+    FUZZ,
+    clear_error,
+    dead_pid,
+    expect_error,
+    harmless,
+    snapshot,
+    state_of,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -424,20 +432,6 @@ def test_a_corrupt_annotations_file_is_named_and_kept(written):
         "annotations.json",
     )
     assert snapshot(written.root) == before
-
-
-def dead_pid() -> int:
-    import os
-
-    pid = 4_000_000
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        except PermissionError:
-            pass
-        pid += 1
 
 
 def test_interrupted_writes_are_cleaned_up(written):
