@@ -93,13 +93,13 @@ def _vector(value: Any, size: int, where: str) -> tuple[float, ...]:
     return tuple(float(v) for v in array)
 
 
-def _rotation(value: Any, where: str) -> tuple[float, float, float, float]:
+def _rotation(value: Any, where: str) -> tuple[float, ...]:
     """A unit ``(w, x, y, z)`` quaternion; any other norm means a corrupt pose."""
     quaternion = _vector(value, 4, where)
     norm = float(np.linalg.norm(quaternion))
     if abs(norm - 1.0) > QUATERNION_TOLERANCE:
         raise ValueError(f"{where} must be a unit quaternion (w, x, y, z), got norm {norm:.4g}")
-    return quaternion  # type: ignore[return-value]
+    return quaternion
 
 
 def _timestamp(frame: dict, where: str) -> int | None:
