@@ -193,7 +193,10 @@ def _persistence(args: argparse.Namespace) -> None:
     )
     for world, make in worlds.items():
         for score in evaluate_persistence(make(), seeds, still_steps=args.steps):
-            rows.append({"world": world, **asdict(score)})
+            row = {"world": world, **asdict(score)}
+            for key in ("still_static", "back_static", "back_static_tolerant"):
+                row[key] *= 100.0  # percent
+            rows.append(row)
     for world in worlds:
         mine = [row for row in rows if row["world"] == world]
         rows.append(
@@ -212,7 +215,7 @@ def _persistence(args: argparse.Namespace) -> None:
     _finish(
         Report(
             "eval:persistence",
-            "Persistence: standing still, and out and back (static agreement)",
+            "Persistence: standing still, and out and back (static agreement, %)",
             columns,
             rows,
             {"seeds": seeds, "still_steps": args.steps, "scene_memory": not args.no_scene_memory},
