@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import ProceduralEnv
-from occsim.envs.base import ResetNeeded
+from occsim.envs.base import OccEnv, ResetNeeded
+from occsim.envs.config import OccEnvConfig
+from occsim.grid import EgoState
 from occsim.procedural import WorldConfig
 from occsim.world_model import load_world_model
 
@@ -177,19 +179,31 @@ def test_a_failed_reset_never_continues_the_old_episode():
     env.step(np.zeros((4, 2), np.float32))
 
 
-def test_a_failed_step_inside_the_world_needs_a_reset(monkeypatch):
-    env = ProceduralEnv(world_config=SMALL, map_seed=4)
-    env.reset(seed=0)
+class BreakingWorld:
+    """A world backend that resets fine and fails half-way through its first advance."""
 
-    def broken(start, waypoints):
+    name, reset_options = "breaking world", ()
+
+    def __init__(self) -> None:
+        self.inner = ProceduralEnv(world_config=SMALL, map_seed=4)
+
+    def reset(self, rng, options):
+        observation, info = self.inner.reset(seed=int(rng.integers(2**31)))
+        poses = info["frame_poses"]
+        return observation["occupancy"], [EgoState(x, y, yaw, 5.0) for x, y, yaw in poses], 4
+
+    def advance(self, start, waypoints):
         raise ValueError("the world broke half-way")
 
-    monkeypatch.setattr(env._backend, "advance", broken)
+
+def test_a_failed_step_inside_the_world_needs_a_reset():
+    env = OccEnv(BreakingWorld(), OccEnvConfig())
+    env.reset(seed=0)
     expect_error(ACTION, "world fails mid-step", lambda: env.step(np.zeros((4, 2))))
-    monkeypatch.undo()
     expect_error(
         ACTION, "step after a failed step", lambda: env.step(np.zeros((4, 2))), (ResetNeeded,)
     )
+    env.reset(seed=1)  # a new episode is fine
 
 
 def test_the_learned_env_refuses_steps_after_a_failed_reset(tiny_pipeline_path):
