@@ -2,11 +2,13 @@
 the tally of errors per boundary and kind, and snapshots of folders and objects.
 
 ``OCCSIM_BAD_INPUT_TABLE=path pytest tests/bad_inputs`` writes the tally as a markdown
-table (boundary x kind of bad input x clear errors).
+table (boundary x kind of bad input x clear errors) when the run ends. (No conftest.py
+here: the suite's tests import ``conftest`` by name, which must stay ``tests/conftest.py``.)
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import os
@@ -118,3 +120,12 @@ def markdown_table(detail: bool = False) -> str:
             lines.append(_row(boundary, len(kinds), errors, same))
     lines.append(_row("**all**", len(keys), sum(TALLY.values()), sum(HARMLESS.values())))
     return "\n".join(lines) + "\n"
+
+
+def _write_table() -> None:
+    target = os.environ.get("OCCSIM_BAD_INPUT_TABLE")
+    if target and (TALLY or HARMLESS):
+        Path(target).write_text(markdown_table() + "\n" + markdown_table(detail=True))
+
+
+atexit.register(_write_table)
