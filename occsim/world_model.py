@@ -27,6 +27,7 @@ from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import SceneMemory, compose
 from occsim.tokenizer import StreamCache
+from occsim.validation import check_float, check_int
 
 DEFAULT_MODEL = "default_model"
 
@@ -141,8 +142,8 @@ class WorldModelRollout:
             )
         self.frames_per_step = frames_per_step
         self.window_frames = pipe.transformer.config.trajectory_length
-        self.num_inference_steps = num_inference_steps
-        self.guidance_scale = guidance_scale
+        self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps", 1)
+        self.guidance_scale = check_float(guidance_scale, "guidance_scale", 0.0)
         self._pipe = pipe
         self._latents: torch.Tensor | None = None
         self._poses = np.zeros((0, 3))

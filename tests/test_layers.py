@@ -29,13 +29,27 @@ LOWER = [
     "occsim/diffusion.py",
     "occsim/pipeline.py",
     "occsim/world_model.py",
+    "occsim/model_files.py",
+    "occsim/scene_memory.py",
+    "occsim/road_users.py",
+    "occsim/road_user_tracks.py",
     "occsim/data",
     "occsim/procedural",
     "occsim/tokenizer",
     "occsim/render",
 ]
 HIGHER = ("occsim.envs", "occsim.agents", "occsim.evaluate", "occsim.drive", "occsim.train")
-ROLLOUT_STATE = ("_latents", "_cache", "_generator", "_pipe", "_version")
+ROLLOUT_STATE = (
+    "_latents",
+    "_cache",
+    "_encoder_cache",
+    "_generator",
+    "_pipe",
+    "_version",
+    "_memory",
+    "_tracks",
+    "_poses",
+)
 
 
 def python_files(*parts: str) -> list[Path]:
