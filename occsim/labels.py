@@ -94,3 +94,11 @@ STATIC_CLASSES: tuple[int, ...] = (
     MANMADE,
     VEGETATION,
 )
+
+
+def class_lookup(classes: tuple[int, ...]) -> np.ndarray:
+    """A ``(256,)`` boolean table: ``class_lookup(classes)[frame]`` marks the voxels of a
+    ``uint8`` frame whose class is one of ``classes`` (faster than ``np.isin``)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(classes)] = True
+    return table

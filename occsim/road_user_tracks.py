@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from occsim.geometry import local_to_world, world_to_local
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec
-from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN
+from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
@@ -30,25 +31,15 @@ DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
-def _table(classes) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(classes)] = True
-    return table
-
-
-_ROAD_USER = _table(DYNAMIC_CLASSES)
+_ROAD_USER = class_lookup(DYNAMIC_CLASSES)
 
 
 def _to_world(local: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    x, y = local[..., 0], local[..., 1]
-    return np.stack([pose[0] + c * x - s * y, pose[1] + s * x + c * y], axis=-1)
+    return local_to_world(local, pose[:2], pose[2])
 
 
 def _to_local(world: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    dx, dy = world[..., 0] - pose[0], world[..., 1] - pose[1]
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+    return world_to_local(world, pose[:2], pose[2])
 
 
 @dataclass

@@ -30,6 +30,7 @@ from occsim.labels import (
     SIDEWALK,
     TRAILER,
     TRUCK,
+    class_lookup,
 )
 
 # Fewest voxels a blob of the class must hold: about half of the smallest body of the class
@@ -59,15 +60,9 @@ USABLE_GROUND: tuple[int, ...] = (DRIVEABLE_SURFACE, OTHER_FLAT, SIDEWALK)
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
-def _table(classes) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(classes)] = True
-    return table
-
-
-_ROAD_USER = _table(DYNAMIC_CLASSES)
-_USABLE = _table(USABLE_GROUND)
-_GROUND = _table(GROUND_CLASSES)
+_ROAD_USER = class_lookup(DYNAMIC_CLASSES)
+_USABLE = class_lookup(USABLE_GROUND)
+_GROUND = class_lookup(GROUND_CLASSES)
 
 
 def _table_of(values: dict[int, float]) -> np.ndarray:

@@ -17,20 +17,21 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from occsim.geometry import local_to_world, world_to_local
 from occsim.grid import OCC3D_GRID, GridSpec
-from occsim.labels import DRIVEABLE_SURFACE, DYNAMIC_CLASSES, FREE_ID, GROUND_CLASSES
+from occsim.labels import (
+    DRIVEABLE_SURFACE,
+    DYNAMIC_CLASSES,
+    FREE_ID,
+    GROUND_CLASSES,
+    class_lookup,
+)
 
 UNKNOWN: int = 255  # a voxel the memory knows nothing about
 
 
-def _class_table(classes: tuple[int, ...]) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(classes)] = True
-    return table
-
-
-_DYNAMIC = _class_table(DYNAMIC_CLASSES)
-_GROUND = _class_table(GROUND_CLASSES)
+_DYNAMIC = class_lookup(DYNAMIC_CLASSES)
+_GROUND = class_lookup(GROUND_CLASSES)
 _GROUND_INDEX = OCC3D_GRID.ground_index
 
 
@@ -84,18 +85,6 @@ class SceneMemory:
     # ------------------------------------------------------------------ geometry
     def _cells_of(self, world_xy: np.ndarray) -> np.ndarray:
         return np.floor(world_xy / self.cell_size).astype(np.int64)
-
-    @staticmethod
-    def _to_world(local_xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        c, s = np.cos(pose[2]), np.sin(pose[2])
-        x, y = local_xy[..., 0], local_xy[..., 1]
-        return np.stack([pose[0] + c * x - s * y, pose[1] + s * x + c * y], axis=-1)
-
-    @staticmethod
-    def _to_local(world_xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        c, s = np.cos(pose[2]), np.sin(pose[2])
-        dx, dy = world_xy[..., 0] - pose[0], world_xy[..., 1] - pose[1]
-        return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
 
     # ------------------------------------------------------------------ writing
     def insert(self, frame: np.ndarray, pose: np.ndarray, only_unknown: bool = False) -> None:
@@ -174,7 +163,7 @@ class SceneMemory:
         pose = np.asarray(pose, dtype=np.float64)
         nz = self.grid.shape[2]
         out = np.full((len(self._centres), nz), UNKNOWN, dtype=np.uint8)
-        cells = self._cells_of(self._to_world(self._centres, pose))
+        cells = self._cells_of(local_to_world(self._centres, pose[:2], pose[2]))
         tiles = cells // self.tile_cells
         local = cells - tiles * self.tile_cells
         keys = tiles[:, 0] * (1 << 32) + tiles[:, 1]
@@ -201,8 +190,8 @@ def reproject(
     frame_pose = np.asarray(frame_pose, dtype=np.float64)
     pose = np.asarray(pose, dtype=np.float64)
     centres = grid.bev_centers().reshape(-1, 2)
-    world = SceneMemory._to_world(centres, pose)
-    index = grid.metric_to_index(SceneMemory._to_local(world, frame_pose))
+    world = local_to_world(centres, pose[:2], pose[2])
+    index = grid.metric_to_index(world_to_local(world, frame_pose[:2], frame_pose[2]))
     inside = grid.contains(index)
     out = np.full((len(centres), grid.shape[2]), UNKNOWN, dtype=np.uint8)
     out[inside] = np.asarray(frame)[index[inside, 0], index[inside, 1]]
@@ -215,8 +204,9 @@ def view_overlap(
     """Boolean ``(X, Y)``: the columns of the view at ``pose`` that the view at
     ``frame_pose`` also covers."""
     centres = grid.bev_centers()
-    world = SceneMemory._to_world(centres, np.asarray(pose, dtype=np.float64))
-    local = SceneMemory._to_local(world, np.asarray(frame_pose, dtype=np.float64))
+    pose, frame_pose = np.asarray(pose, np.float64), np.asarray(frame_pose, np.float64)
+    world = local_to_world(centres, pose[:2], pose[2])
+    local = world_to_local(world, frame_pose[:2], frame_pose[2])
     return grid.contains(grid.metric_to_index(local))
 
 
