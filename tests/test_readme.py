@@ -139,12 +139,27 @@ for command in readme_commands():
         CHECKS.setdefault(command, Check(overrides=True))
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """A fresh folder where the README's relative paths (assets/, scripts/) resolve."""
-    for name in ("assets", "scripts"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    return tmp_path
+# Folders where a sequence of setup commands has run, made once per session: the training
+# commands share their first steps (data, then a tokenizer, then a DiT).
+_PREPARED: dict[tuple[str, ...], Path] = {}
+
+
+def prepared(setup: tuple[str, ...], factory: pytest.TempPathFactory) -> Path:
+    """A folder where the README's relative paths (assets/, scripts/) resolve and the
+    ``setup`` commands have run, in order (shared: copy it before use)."""
+    if setup not in _PREPARED:
+        folder = factory.mktemp("readme")
+        if setup:
+            shutil.copytree(
+                prepared(setup[:-1], factory), folder, symlinks=True, dirs_exist_ok=True
+            )
+            result = shell(setup[-1], folder)
+            assert result.returncode == 0, f"{setup[-1]}\n{result.stderr[-3000:]}"
+        else:
+            for name in ("assets", "scripts"):
+                (folder / name).symlink_to(ROOT / name)
+        _PREPARED[setup] = folder
+    return _PREPARED[setup]
 
 
 def shell(command: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -181,7 +196,9 @@ def command_params():
 
 
 @pytest.mark.parametrize("command, check", list(command_params()))
-def test_readme_command(command: str, check: Check, workdir: Path):
+def test_readme_command(
+    command: str, check: Check, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+):
     if check.overrides:
         from occsim.train.cli import CONFIGS
         from occsim.train.config import load_config
@@ -190,9 +207,8 @@ def test_readme_command(command: str, check: Check, workdir: Path):
         stage = words[words.index("occsim.train") + 1]
         load_config(CONFIGS[stage], None, [w for w in words if "=" in w])  # raises if unknown
         return
-    for step in check.setup:
-        result = shell(step, workdir)
-        assert result.returncode == 0, f"{step}\n{result.stderr[-3000:]}"
+    workdir = tmp_path / "work"
+    shutil.copytree(prepared(check.setup, tmp_path_factory), workdir, symlinks=True)
     if check.window:
         with pytest.raises(subprocess.TimeoutExpired):  # still driving: it started fine
             result = shell(check.run or command, workdir, timeout=WINDOW_SECONDS)
