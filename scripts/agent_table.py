@@ -16,7 +16,7 @@ from occsim.agents import ConstantSpeedAgent, PlannerAgent, RandomAgent
 from occsim.drive import make_env
 
 
-def evaluate(env, agent, episodes: int, steps: int) -> dict[str, float]:
+def evaluate(env, agent, episodes: int, steps: int, verbose: bool = False) -> dict[str, float]:
     collisions = offroads = failures = 0
     progress = []
     for episode in range(episodes):
@@ -33,6 +33,9 @@ def evaluate(env, agent, episodes: int, steps: int) -> dict[str, float]:
         offroads += bool(info["offroad"])
         failures += bool(info["collision"] or info["offroad"])
         progress.append(metres)
+        if verbose:
+            ended = "collision" if info["collision"] else "off road" if info["offroad"] else "-"
+            print(f"  episode {episode}: {metres:.1f} m, end: {ended}", flush=True)
     return {
         "collision": 100.0 * collisions / episodes,
         "offroad": 100.0 * offroads / episodes,
@@ -47,20 +50,29 @@ def main() -> None:
     parser.add_argument("--pipeline", help="world model folder (default: the bundled model)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--agents", default="planner,constant,random", help="comma-separated subset to run"
+    )
+    parser.add_argument("--verbose", action="store_true", help="print each episode's end")
     args = parser.parse_args()
     kwargs = {"pipeline_path": args.pipeline} if args.world == "learned" else {}
     env = make_env(args.world, **kwargs)
-    agents = {
-        "planner (CEM)": PlannerAgent(env, seed=0),
-        "constant speed 8 m/s": ConstantSpeedAgent(env, 8.0),
-        "random": RandomAgent(env.action_space, seed=0),
+    makers = {
+        "planner": ("planner (CEM)", lambda: PlannerAgent(env, seed=0)),
+        "constant": ("constant speed 8 m/s", lambda: ConstantSpeedAgent(env, 8.0)),
+        "random": ("random", lambda: RandomAgent(env.action_space, seed=0)),
     }
+    chosen = [name for name in args.agents.split(",") if name]
+    unknown = sorted(set(chosen) - set(makers))
+    if unknown:
+        raise SystemExit(f"unknown agents {unknown}; choose from {sorted(makers)}")
+    agents = {makers[name][0]: makers[name][1]() for name in chosen}
     print(f"{args.world} world, {args.episodes} episodes of up to {args.steps} steps\n")
     print("| agent | collision % | off-road % | either % | progress (m) | wall (s) |")
     print("|---|---|---|---|---|---|")
     for name, agent in agents.items():
         start = time.perf_counter()
-        row = evaluate(env, agent, args.episodes, args.steps)
+        row = evaluate(env, agent, args.episodes, args.steps, args.verbose)
         print(
             f"| {name} | {row['collision']:.0f} | {row['offroad']:.0f} | {row['failure']:.0f} | "
             f"{row['progress']:.1f} | {time.perf_counter() - start:.0f} |",

@@ -10,6 +10,11 @@ from occsim.train.checkpoint import list_checkpoints
 from occsim.train.tokenizer_stage import train_tokenizer
 
 
+def tiny_dit(tokenizer, root) -> list[str]:
+    """Overrides of a tiny DiT run on the Occ3D fixture with a trained tokenizer."""
+    return [f"tokenizer={tokenizer}", "preset=tiny", "data.source=occ3d", f"data.root={root}"]
+
+
 def tiny_config(root, out, *extra) -> TokenizerTrainConfig:
     return load_config(
         TokenizerTrainConfig,
@@ -160,10 +165,7 @@ def test_two_process_cpu_ddp_trains_the_dit(occ3d_root, tmp_path):
     out = tmp_path / "ddp"
     run_two_processes(
         "dit",
-        f"tokenizer={tokenizer}",
-        "preset=tiny",
-        "data.source=occ3d",
-        f"data.root={occ3d_root['root']}",
+        *tiny_dit(tokenizer, occ3d_root["root"]),
         "data.clip_len=4",
         "optim.max_steps=2",
         "optim.batch_size=1",
@@ -196,10 +198,7 @@ def test_both_stages_produce_a_loadable_pipeline(occ3d_root, tmp_path):
     config = load_config(
         DiTTrainConfig,
         overrides=[
-            f"tokenizer={tokenizer}",
-            "preset=tiny",
-            "data.source=occ3d",
-            f"data.root={occ3d_root['root']}",
+            *tiny_dit(tokenizer, occ3d_root["root"]),
             "data.clip_len=4",
             "optim.max_steps=3",
             "optim.batch_size=1",
@@ -233,10 +232,7 @@ def test_dit_stage_resumes(occ3d_root, tmp_path, one_thread):
         return load_config(
             DiTTrainConfig,
             overrides=[
-                f"tokenizer={tokenizer}",
-                "preset=tiny",
-                "data.source=occ3d",
-                f"data.root={occ3d_root['root']}",
+                *tiny_dit(tokenizer, occ3d_root["root"]),
                 "data.clip_len=4",
                 f"optim.max_steps={steps}",
                 "optim.batch_size=1",
@@ -356,10 +352,7 @@ def test_image_every_writes_bev_images_of_both_stages(occ3d_root, tmp_path):
     config = load_config(
         DiTTrainConfig,
         overrides=[
-            f"tokenizer={tokenizer}",
-            "preset=tiny",
-            "data.source=occ3d",
-            f"data.root={occ3d_root['root']}",
+            *tiny_dit(tokenizer, occ3d_root["root"]),
             "data.clip_len=4",  # the 3-frame validation scene gives no clip: training clip
             "optim.batch_size=1",
             "run.checkpoint_every=100",
