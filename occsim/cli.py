@@ -91,7 +91,10 @@ def _drive(args: argparse.Namespace) -> None:
 def _replay(args: argparse.Namespace) -> None:
     from occsim.drive import replay
 
-    result = replay(args.record)
+    try:
+        result = replay(args.record)
+    except (OSError, ValueError) as error:  # a bad or tampered file: say why, no traceback
+        raise SystemExit(f"occsim replay: {error}") from None
     print(f"replayed {result['steps']} steps: every frame identical to the recording")
 
 

@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from occsim.dit import OccDiT
 from occsim.model_files import load_pipeline_parts
 from occsim.tokenizer import OccTokenizer, StreamCache
-from occsim.validation import check_trajectory
+from occsim.validation import check_float, check_int, check_trajectory
 
 LEARNED_VARIANCE = ("learned", "learned_range")
 
@@ -147,6 +147,7 @@ class OccSoraPipeline(DiffusionPipeline):
             num_context = context.shape[2]
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must lie in (0, 1], got {strength}")
+
         if strength < 1.0 and latents is None:
             raise ValueError("strength < 1 needs the latents to start from (`latents=`)")
         return torch.from_numpy(array), batch, num_context
@@ -187,6 +188,8 @@ class OccSoraPipeline(DiffusionPipeline):
         """
         if output_type not in ("occupancy", "latent"):
             raise ValueError(f"output_type must be 'occupancy' or 'latent', got {output_type!r}")
+        check_int(num_inference_steps, "num_inference_steps", 1)
+        check_float(guidance_scale, "guidance_scale", 0.0)
         trajectory, batch, num_context = self._check_inputs(trajectory, context, latents, strength)
         config = self.transformer.config
         device, dtype = self.transformer.device, self.transformer.dtype

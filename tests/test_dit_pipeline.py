@@ -296,3 +296,12 @@ def test_default_dit_overfits_one_clip():
     metrics = OccupancyMetrics()
     metrics.update(out.occupancy[0], tokenizer.decode_classes(latents)[0].numpy())
     assert metrics.compute().miou >= 80
+
+
+def test_solver_steps_and_guidance_are_checked_before_sampling(pipe):
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        run(pipe, num_inference_steps=0)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        run(pipe, guidance_scale=float("nan"))
+    with pytest.raises(TypeError, match="num_inference_steps"):
+        run(pipe, num_inference_steps=2.5)
