@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from occsim.diffusion import diffusion_losses, make_training_scheduler
 from occsim.dit import OccDiT
-from occsim.io import remove_stale_temporaries
+from occsim.io import atomic_directory, remove_stale_temporaries
 from occsim.metrics import OccupancyMetrics
 from occsim.model_files import check_overrides, load_model
 from occsim.pipeline import OccSoraPipeline
@@ -206,7 +206,9 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     accelerator.wait_for_everyone()
     final = run_dir / "pipeline"
     if accelerator.is_main_process:
-        _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler).save_pretrained(final)
+        # Written beside the target and renamed: a crash never leaves half a pipeline.
+        with atomic_directory(final) as tmp:
+            _ema_pipeline(tokenizer, unwrapped, ema, noise_scheduler).save_pretrained(tmp)
     accelerator.end_training()
     return final
 

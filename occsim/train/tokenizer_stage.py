@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from occsim.evaluate.recon import evaluate_reconstruction
-from occsim.io import remove_stale_temporaries
+from occsim.io import atomic_directory, remove_stale_temporaries
 from occsim.labels import NUM_CLASSES
 from occsim.model_files import check_overrides, load_model
 from occsim.tokenizer import OccTokenizer, inverse_sqrt_frequency_weights, tokenizer_losses
@@ -115,7 +115,9 @@ def train_tokenizer(config: TokenizerTrainConfig, resume: str | None = None) -> 
     accelerator.wait_for_everyone()
     final = run_dir / "final"
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final)
+        # Written beside the target and renamed: a crash never leaves half a model.
+        with atomic_directory(final) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
     accelerator.end_training()
     return final
 
