@@ -6,10 +6,10 @@ envs through ``occsim.envs.registration`` alone, so it stays free of torch and d
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from occsim.envs.registration import register_envs
+from occsim.lazy import lazy_attributes
 
 # Public name -> the submodule that defines it.
 _LAZY = {
@@ -33,16 +33,7 @@ if TYPE_CHECKING:
     from occsim.envs.wrappers import META_ACTIONS, BicycleControl, BicycleModel, MetaActions
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -22,6 +22,7 @@ LOWER = [
     "occsim/geometry.py",
     "occsim/validation.py",
     "occsim/io.py",
+    "occsim/lazy.py",
     "occsim/metrics.py",
     "occsim/consistency.py",
     "occsim/latent_warp.py",
