@@ -122,7 +122,13 @@ def test_a_record_cannot_import_a_module(tmp_path, recorded, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "episode.json"
     path.write_text(json.dumps(changed(recorded, "env_id", "evil_replay_module:Env-v0")))
-    expect_error(RECORD, "module:Env id via the CLI", lambda: main(["replay", str(path)]))
+    expect_error(
+        RECORD,
+        "module:Env id via the CLI",
+        lambda: main(["replay", str(path)]),
+        (SystemExit,),
+        "not an occsim env",
+    )
     assert not (tmp_path / "imported").exists() and "evil_replay_module" not in sys.modules
 
 
