@@ -114,12 +114,14 @@ def diffusion_losses(
     drop_trajectory: torch.Tensor | None = None,
     use_vlb: bool = True,
     generator: torch.Generator | None = None,
+    memory: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one training step of ``model`` (an :class:`~occsim.dit.OccDiT`) on
     normalised latents ``(B, C, t, h, w)``.
 
     The MSE target is the scheduler's ``prediction_type``. Context frames stay clean and
-    carry no loss. Returns ``mse``, ``vlb`` (zero when
+    carry no loss. ``memory`` (the scene memory's view, see :class:`~occsim.dit.OccDiT`)
+    is passed on to a DiT that takes it. Returns ``mse``, ``vlb`` (zero when
     ``use_vlb`` is false or the model has no learned variance) and their sum ``total``.
 
     ``model`` may be wrapped (``DistributedDataParallel``, ``torch.compile``): only its
@@ -137,7 +139,9 @@ def diffusion_losses(
     noisy = scheduler.add_noise(latents, noise, timesteps)
     frame_context = context_mask[:, None, :, None, None]
     noisy = torch.where(frame_context, latents, noisy)
-    output = model(noisy, timesteps, trajectory, context_mask, drop_trajectory)
+    # Only a DiT with memory_conditioning takes (and needs) the memory keyword.
+    extra = {} if memory is None else {"memory": memory}
+    output = model(noisy, timesteps, trajectory, context_mask, drop_trajectory, **extra)
     if output.shape[1] not in (c, 2 * c):
         raise ValueError(
             f"the model output has {output.shape[1]} channels; expected {c} (prediction) or "

@@ -10,6 +10,10 @@ With ``context_prior`` (for ``prediction_type="sample"``), the last context fram
 by the window's ego motion (:mod:`occsim.latent_warp`) is both an extra input of every token
 and the baseline of the predicted clean latent: the trunk only adds what a static world
 moved by the ego would not explain.
+
+With ``memory_conditioning``, each generated frame also sees the scene memory's view of it
+(:mod:`occsim.memory_condition`: the view's latents and the known fraction of each cell) as
+extra input channels, the way inpainting models take the masked image and the mask.
 """
 
 from __future__ import annotations
@@ -193,6 +197,10 @@ class OccDiT(ModelMixin, ConfigMixin):
             clean sample. It follows the given trajectory in both guidance passes, like
             the context itself; the null trajectory drops the embedding only.
         grid_half_extent: metres from the ego to the grid's edge (Occ3D: 40), for the warp.
+        memory_conditioning: take the scene memory's view of the window (``latent_channels``
+            latents and one known-fraction channel per latent frame) as extra inputs.
+            :meth:`with_memory_conditioning` adds them to a trained model with zero
+            weights, so it starts out predicting exactly what it did.
     """
 
     @register_to_config
@@ -213,6 +221,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         latent_shift: float = 0.0,
         context_prior: bool = False,
         grid_half_extent: float = 40.0,
+        memory_conditioning: bool = False,
     ) -> None:
         super().__init__()
         pt, ph, pw = patch_size
@@ -228,7 +237,8 @@ class OccDiT(ModelMixin, ConfigMixin):
                 f"{latent_frames} (frames per latent frame)"
             )
         self.token_grid = (latent_frames // pt, h // ph, w // pw)
-        in_channels = latent_channels * (2 if context_prior else 1)
+        self.memory_channels = latent_channels + 1 if memory_conditioning else 0
+        in_channels = latent_channels * (2 if context_prior else 1) + self.memory_channels
         self.x_embedder = nn.Linear(in_channels * pt * ph * pw, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = TrajectoryEmbedder(trajectory_length, hidden_size, trajectory_scale)
@@ -271,6 +281,21 @@ class OccDiT(ModelMixin, ConfigMixin):
             raise ValueError(f"unknown DiT preset {name!r}; expected one of {sorted(DIT_PRESETS)}")
         return cls(**{**DIT_PRESETS[name], **overrides})
 
+    def with_memory_conditioning(self) -> OccDiT:
+        """A copy of this model that also takes the scene memory's view, with the new input
+        weights zero: before any training it predicts exactly what this model does."""
+        if self.config.memory_conditioning:
+            raise ValueError("this DiT already takes the scene memory's view")
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        model = type(self)(**{**config, "memory_conditioning": True}).to(self.device)
+        state = self.state_dict()
+        weight = state["x_embedder.weight"]  # (D, in_channels * patch volume), channel-major
+        grown = weight.new_zeros(weight.shape[0], model.x_embedder.in_features)
+        grown[:, : weight.shape[1]] = weight
+        state["x_embedder.weight"] = grown
+        model.load_state_dict(state)
+        return model if self.dtype == torch.float32 else model.to(dtype=self.dtype)
+
     def forward(
         self,
         latents: torch.Tensor,
@@ -278,6 +303,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         trajectory: torch.Tensor,
         context_mask: torch.Tensor | None = None,
         drop_trajectory: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted noise (and variance values) for ``latents``.
 
@@ -287,6 +313,10 @@ class OccDiT(ModelMixin, ConfigMixin):
             trajectory: ``(B, trajectory_length, 2|3)`` ego waypoints of the window.
             context_mask: ``(B, t)`` bool, True for latent frames given as clean context.
             drop_trajectory: ``(B,)`` bool, True where the null trajectory is used.
+            memory: ``(B, latent_channels + 1, t, h, w)``, the scene memory's view of each
+                latent frame (normalised latents, then the known fraction); zeros (nothing
+                known) where ``None`` or for context frames. Only with
+                ``memory_conditioning``.
 
         Returns:
             ``(B, out_channels, t, h, w)``: the prediction (noise, or the clean sample with
@@ -316,6 +346,17 @@ class OccDiT(ModelMixin, ConfigMixin):
                 self.config.grid_half_extent,
             )
             inputs = torch.cat([latents, prior], dim=1)
+        if self.memory_channels:
+            if memory is None:
+                memory = latents.new_zeros(b, self.memory_channels, t, h, w)
+            if tuple(memory.shape) != (b, self.memory_channels, t, h, w):
+                raise ValueError(
+                    f"memory must have shape {(b, self.memory_channels, t, h, w)}, "
+                    f"got {tuple(memory.shape)}"
+                )
+            inputs = torch.cat([inputs, memory.to(inputs)], dim=1)
+        elif memory is not None:
+            raise ValueError("this DiT takes no memory (memory_conditioning=False)")
         tokens = rearrange(inputs, "b c (t i) (h j) (w k) -> b (t h w) (c i j k)", i=pt, j=ph, k=pw)
         x = self.x_embedder(tokens) + self.pos_embed  # (B, N, D)
         # A token is context when all latent frames of its patch are.

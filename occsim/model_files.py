@@ -107,6 +107,7 @@ CONFIG_RULES: dict[type, dict[str, Rule]] = {
         "latent_shift": _float(None),
         "context_prior": _flag,
         "grid_half_extent": _float(0.0, open_min=True),
+        "memory_conditioning": _flag,
     },
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
@@ -152,6 +153,36 @@ class OccSoraPipeline(DiffusionPipeline):
             raise ValueError("strength < 1 needs the latents to start from (`latents=`)")
         return torch.from_numpy(array), batch, num_context
 
+    def _memory_input(
+        self,
+        memory: torch.Tensor | None,
+        batch: int,
+        num_context: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor | None:
+        """The DiT's memory input of the whole window: normalised view latents and the
+        known fraction for the generated frames, zeros (nothing known) for the context."""
+        config = self.transformer.config
+        if memory is None:
+            return None
+        if not config.memory_conditioning:
+            raise ValueError("memory was given but this DiT has no memory_conditioning")
+        expected = (
+            batch,
+            config.latent_channels + 1,
+            config.latent_frames - num_context,
+            *config.latent_size,
+        )
+        if tuple(memory.shape) != expected:
+            raise ValueError(f"memory must have shape {expected}, got {tuple(memory.shape)}")
+        memory = memory.to(device, dtype)
+        if not torch.isfinite(memory).all():
+            raise ValueError("memory must be finite")
+        channels = config.latent_channels
+        view = torch.cat([self.normalize(memory[:, :channels]), memory[:, channels:]], dim=1)
+        return F.pad(view, (0, 0, 0, 0, num_context, 0))  # context frames first, known: 0
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(
@@ -166,6 +197,7 @@ class OccSoraPipeline(DiffusionPipeline):
         output_type: str = "occupancy",
         decode_cache: StreamCache | None = None,
         snap_to_codebook: bool = True,
+        memory: torch.Tensor | None = None,
     ) -> OccSoraPipelineOutput:
         """Generate the frames of one window that follow ``context``.
 
@@ -185,6 +217,9 @@ class OccSoraPipeline(DiffusionPipeline):
             decode_cache: a :class:`StreamCache` to decode a stream window after window.
             snap_to_codebook: replace each generated latent vector by its nearest code, the
                 only latents the tokenizer's decoder has seen in training.
+            memory: ``(B, C + 1, t - k, h, w)``, the scene memory's view of the generated
+                frames (:func:`~occsim.memory_condition.memory_condition`), for a DiT with
+                ``memory_conditioning``; ``None``: nothing known.
         """
         if output_type not in ("occupancy", "latent"):
             raise ValueError(f"output_type must be 'occupancy' or 'latent', got {output_type!r}")
@@ -217,6 +252,7 @@ class OccSoraPipeline(DiffusionPipeline):
             x = noise * self.scheduler.init_noise_sigma
 
         clean = None if context is None else self.normalize(context.to(device, dtype))
+        memory = self._memory_input(memory, batch, num_context, device, dtype)
         context_mask = torch.zeros(batch, config.latent_frames, dtype=torch.bool, device=device)
         context_mask[:, :num_context] = True
         guided = guidance_scale != 1.0
@@ -225,6 +261,8 @@ class OccSoraPipeline(DiffusionPipeline):
         drop[batch:] = guided
         pass_mask = context_mask.repeat(passes, 1)
         pass_trajectory = trajectory.repeat(passes, 1, 1)
+        if memory is not None:  # the memory is a fact of the world: both passes see it
+            memory = memory.repeat(passes, 1, 1, 1, 1)
         # Read only: the scheduler's variance setting was fixed when it was set.
         learned_variance = samples_learned_variance(self.scheduler)
         channels = config.latent_channels
@@ -238,7 +276,9 @@ class OccSoraPipeline(DiffusionPipeline):
                 model_input = torch.cat([clean, model_input], dim=2)
             model_input = model_input.repeat(passes, 1, 1, 1, 1)
             step = torch.full((batch * passes,), int(t), device=device)
-            output = self.transformer(model_input, step, pass_trajectory, pass_mask, drop)
+            output = self.transformer(
+                model_input, step, pass_trajectory, pass_mask, drop, memory=memory
+            )
             output = output[:, :, num_context:]
             if guided:
                 conditional, unconditional = output.chunk(2)

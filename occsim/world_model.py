@@ -22,6 +22,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from occsim.geometry import poses_to_trajectory
+from occsim.memory_condition import memory_condition
 from occsim.pipeline import OccSoraPipeline
 from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
@@ -87,6 +88,7 @@ class Window:
     poses: np.ndarray
     rollout_id: int
     version: int
+    memory_views: np.ndarray | None = None  # the scene memory seen from ``poses``
 
 
 def _poses(poses: np.ndarray, frames: int, name: str) -> np.ndarray:
@@ -270,15 +272,26 @@ class WorldModelRollout:
                 self._memory.insert(frame, pose)
                 self._tracks.observe(frame, pose, observed=True)
 
-    def _compose(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    def _memory_views(self, poses: np.ndarray) -> np.ndarray | None:
+        """What the memory knows seen from each of ``poses`` ``(K, X, Y, Z)``, or ``None``
+        without a memory."""
+        if self._memory is None:
+            return None
+        return np.stack([self._memory.project(pose) for pose in poses])
+
+    def _compose(
+        self, frames: np.ndarray, poses: np.ndarray, views: np.ndarray | None = None
+    ) -> np.ndarray:
         """Each frame is composed onto what the memory knows and the road users it has seen,
         moved on. The step's last frame then enters the memory (what it generated anew stays
         from now on) and the road-user tracks; its view covers what the frames before it
         generated ahead, and one write and one observation a step keep the step fast."""
+        if views is None:
+            views = self._memory_views(poses)
         composed = np.empty_like(frames)
         for k, (frame, pose) in enumerate(zip(frames, poses)):
             predicted = self._tracks.predict(pose, frames_ahead=k + 1)
-            composed[k] = compose(keep_road_users(frame), self._memory.project(pose), predicted)
+            composed[k] = compose(keep_road_users(frame), views[k], predicted)
         self._memory.insert(composed[-1], poses[-1], only_unknown=True)
         self._tracks.observe(composed[-1], poses[-1], frames_since=len(frames))
         return composed
@@ -312,7 +325,7 @@ class WorldModelRollout:
         self._latents = window.latents[:, :, -self.context_frames :]
         self._poses = np.concatenate([self._poses, window.poses])[-self.history_frames :]
         if self._memory is not None:
-            frames = self._compose(frames, window.poses)
+            frames = self._compose(frames, window.poses, window.memory_views)
             self._encode_context(frames)
         self._version += 1
         return frames
@@ -357,6 +370,7 @@ def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray])
         raise ValueError("rollouts proposed together must share a pipeline and its settings")
     new_poses = [_poses(p, r.frames_per_step, "poses") for r, p in zip(rollouts, poses)]
     trajectories = [r.window_trajectory(p) for r, p in zip(rollouts, new_poses)]
+    views = [r._memory_views(p) for r, p in zip(rollouts, new_poses)]
     out = first._pipe(
         np.stack([t[:, :2] for t in trajectories]),
         context=torch.cat([r._require_started() for r in rollouts]),
@@ -364,8 +378,23 @@ def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray])
         guidance_scale=first.guidance_scale,
         generator=[r._generator for r in rollouts] if len(rollouts) > 1 else first._generator,
         output_type="latent",
+        memory=_memory_input(first._pipe, views),
     )
     return [
-        Window(out.latents[j : j + 1], p, id(r), r._version)
-        for j, (r, p) in enumerate(zip(rollouts, new_poses))
+        Window(out.latents[j : j + 1], p, id(r), r._version, v)
+        for j, (r, p, v) in enumerate(zip(rollouts, new_poses, views))
     ]
+
+
+def _memory_input(pipe: OccSoraPipeline, views: list[np.ndarray | None]) -> torch.Tensor | None:
+    """The DiT's view of each rollout's memory (nothing known for one without a memory), or
+    ``None`` when the DiT takes no memory or no rollout keeps one."""
+    present = [v for v in views if v is not None]
+    if not pipe.transformer.config.memory_conditioning or not present:
+        return None
+    condition = memory_condition(pipe.tokenizer, np.stack(present))
+    if len(present) == len(views):
+        return condition
+    out = condition.new_zeros(len(views), *condition.shape[1:])
+    out[[j for j, v in enumerate(views) if v is not None]] = condition
+    return out

@@ -438,3 +438,65 @@ def test_diffusion_losses_read_only_the_model_output():
 
     with pytest.raises(ValueError, match="24 channels; expected 8 .* or 16"):
         diffusion_losses(three_channel_groups, scheduler, latents, trajectory)
+
+
+def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path, one_thread):
+    from occsim.data import Occ3DDataset
+    from occsim.dit import OccDiT
+    from occsim.memory_condition import memory_condition, memory_views
+    from occsim.train import DiTTrainConfig
+    from occsim.train.dit_stage import train_dit
+    from occsim.train.latent_cache import load_or_build_cache
+
+    root = occ3d_root["root"]
+    tokenizer_dir = train_tokenizer(tiny_config(root, tmp_path / "tok"))
+    cache_path = tmp_path / "latents.safetensors"
+
+    def config(out, *extra):
+        return load_config(
+            DiTTrainConfig,
+            overrides=[
+                *tiny_dit(tokenizer_dir, root),
+                "data.clip_len=4",
+                "optim.max_steps=3",
+                "optim.batch_size=2",
+                "run.validate_every=100",
+                "run.image_every=0",
+                "prediction_type=sample",
+                f"run.output_dir={out}",
+                f"latent_cache={cache_path}",
+                "segment_len=4",
+                *extra,
+            ],
+        )
+
+    base = train_dit(config(tmp_path / "base"))
+    with pytest.raises(ValueError, match="only memory_conditioning may be added"):
+        train_dit(config(tmp_path / "x", f"init_from={base}", "model_overrides={depth: 3}"))
+    grown = train_dit(
+        config(
+            tmp_path / "memory",
+            f"init_from={base}",
+            "model_overrides={memory_conditioning: true}",
+            "memory_dropout=0",
+            "optim.learning_rate=0.01",
+        )
+    )
+    before = OccDiT.from_pretrained(base / "transformer")
+    after = OccDiT.from_pretrained(grown / "transformer")
+    assert after.config.memory_conditioning and not before.config.memory_conditioning
+    old = before.x_embedder.in_features
+    assert after.x_embedder.weight[:, old:].abs().max() > 0  # the memory inputs trained
+    # The cache now holds the memory's views, as memory_views + memory_condition build them.
+    tokenizer = OccTokenizer.from_pretrained(tokenizer_dir)
+    segments = Occ3DDataset(root, clip_len=4, stride=4, drop_short_scenes=True)
+    cache = load_or_build_cache(cache_path, tokenizer, segments, "unused", memory=True)
+    assert cache.has_memory
+    window = cache.window(tokenizer, torch.tensor([0]), latent_frames=2)
+    item = segments[0]
+    views = memory_views(item["occupancy"], item["trajectory"], 2, 2)
+    expected = memory_condition(tokenizer, views)  # (1, C + 1, 1, h, w): latent frame 1
+    assert window["memory_present"].tolist() == [[False, True]]
+    c = tokenizer.config.latent_channels
+    torch.testing.assert_close(window["memory"][:, :c, 1:], expected[:, :c])
+    torch.testing.assert_close(window["memory"][:, c:, 1:], expected[:, c:], atol=1e-3, rtol=0)

@@ -149,6 +149,14 @@ class DiTTrainConfig:
     """Frames per cached segment (a multiple of the tokenizer's temporal factor)."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the DiT weights (saved as the model)."""
+    init_from: str = ""
+    """Continue from a trained DiT: a pipeline folder (its ``transformer``) or a transformer
+    folder, instead of the preset's random initialisation. ``model_overrides`` may then only
+    add ``memory_conditioning: true`` (new inputs with zero weights: the model starts out
+    predicting what it did)."""
+    memory_dropout: float = 0.1
+    """With ``memory_conditioning``: probability that a sample's memory view is withheld
+    (nothing known), so the model also continues a world without a memory."""
     data: DataConfig = field(default_factory=lambda: DataConfig(clip_len=8))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(learning_rate=3e-4))
     run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="runs/dit"))
@@ -296,6 +304,8 @@ RULES: dict[type, dict[str, Rule]] = {
         "latent_cache": _text,
         "segment_len": _integer(1, 4096),
         "ema_decay": _real(0.0, 0.999999),
+        "init_from": _text,
+        "memory_dropout": _real(0.0, 1.0),
     },
 }
 

@@ -89,11 +89,16 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             f"tokenizer {tokenizer_path} is not a save_pretrained folder (no config.json); "
             "train one with `occsim train tokenizer`"
         )
-    tokenizer = load_model(OccTokenizer, tokenizer_path).eval().requires_grad_(False)
+    # fp32 whatever the folder holds (a bundled model is stored in fp16).
+    tokenizer = load_model(OccTokenizer, tokenizer_path, torch.float32)
+    tokenizer = tokenizer.eval().requires_grad_(False)
     if resume:
         checkpoint_dir = resolve_checkpoint(run_dir, resume)
         state = load_state(checkpoint_dir)  # checked before anything is overwritten
         model = load_model(OccDiT, checkpoint_dir / "transformer").train()
+    elif config.init_from:
+        state = None
+        model = _continue_model(config)
     else:
         state = None
         model = _build_model(config, tokenizer, train_set)
@@ -115,7 +120,15 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     # clipped; its config and weights are read from `unwrapped`.
     unwrapped = accelerator.unwrap_model(model)
     frames = unwrapped.config.latent_frames
-    cache = _latent_cache(config, tokenizer, accelerator) if config.latent_cache else None
+    with_memory = bool(unwrapped.config.memory_conditioning)
+    if with_memory and not config.latent_cache:
+        raise ValueError(
+            "a DiT with memory_conditioning trains on the scene memory's views, which the "
+            "latent cache holds: set latent_cache (e.g. runs/dit/latents.safetensors)"
+        )
+    cache = (
+        _latent_cache(config, tokenizer, accelerator, with_memory) if config.latent_cache else None
+    )
     num_items = len(train_set) if cache is None else len(cache) * cache.windows_per_segment(frames)
     image_batch = None  # only the main process writes images
     if accelerator.is_main_process and config.run.image_every > 0:
@@ -162,6 +175,11 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             drop = torch.rand(b, generator=generator, device=latents.device)
             drop = drop < config.trajectory_dropout
             trajectory = batch["trajectory"][..., :2].to(accelerator.device)
+            memory = None
+            if with_memory:
+                memory = _training_memory(
+                    unwrapped, batch, context_mask, config.memory_dropout, generator
+                )
             with accelerator.accumulate(model), accelerator.autocast():
                 losses = diffusion_losses(
                     model,
@@ -172,6 +190,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
                     drop,
                     use_vlb=step >= config.vlb_from_step,
                     generator=generator,
+                    memory=memory,
                 )
                 accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
         optimizer_step(accelerator, model, optimizer, lr_schedule, config.optim.grad_clip)
@@ -213,7 +232,60 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
     return final
 
 
-def _latent_cache(config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator) -> LatentCache:
+def _continue_model(config: DiTTrainConfig) -> OccDiT:
+    """The DiT of ``config.init_from`` (a pipeline or transformer folder), given the memory
+    inputs if ``model_overrides`` asks for them; any other override is refused, since the
+    weights fix the model's shape."""
+    source = Path(config.init_from)
+    folder = source / "transformer" if (source / "transformer").is_dir() else source
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"init_from {source} is neither a pipeline folder (with transformer/) nor a "
+            "transformer folder (no config.json)"
+        )
+    model = load_model(OccDiT, folder, torch.float32)
+    overrides = dict(config.model_overrides)
+    wants_memory = bool(overrides.pop("memory_conditioning", model.config.memory_conditioning))
+    changed = {k: v for k, v in overrides.items() if model.config.get(k) != _plain(v)}
+    if changed:
+        raise ValueError(
+            f"model_overrides {sorted(changed)} differ from the DiT in init_from {source}; "
+            "with init_from only memory_conditioning may be added"
+        )
+    if wants_memory and not model.config.memory_conditioning:
+        model = model.with_memory_conditioning()
+    elif not wants_memory and model.config.memory_conditioning:
+        raise ValueError(f"the DiT in init_from {source} takes the memory; it cannot drop it")
+    return model.train()
+
+
+def _plain(value):
+    """Lists as the tuples a loaded config holds, for comparison."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _training_memory(
+    model: OccDiT,
+    batch: dict[str, torch.Tensor],
+    context_mask: torch.Tensor,
+    dropout: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The DiT's memory input of a training batch, as the pipeline builds it at inference:
+    normalised view latents and known fractions of the generated frames, zeros for context
+    frames, frames without a view and samples whose memory is withheld (``dropout``)."""
+    memory = batch["memory"].to(context_mask.device)
+    channels = model.config.latent_channels
+    latents = (memory[:, :channels] - model.config.latent_shift) * model.config.latent_scale
+    withheld = torch.rand(len(memory), generator=generator, device=memory.device) < dropout
+    shown = batch["memory_present"].to(memory.device) & ~context_mask & ~withheld[:, None]
+    view = torch.cat([latents, memory[:, channels:]], dim=1)
+    return view * shown[:, None, :, None, None]
+
+
+def _latent_cache(
+    config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator, memory: bool = False
+) -> LatentCache:
     """The main process builds (or checks) the cache; the others then read it."""
     if config.segment_len % tokenizer.temporal_factor:
         raise ValueError(
@@ -225,9 +297,9 @@ def _latent_cache(config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator) 
         json.dumps([config_to_dict(config.data), config.segment_len], sort_keys=True).encode()
     ).hexdigest()[:16]
     if accelerator.is_main_process:
-        load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest)
+        load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest, memory)
     accelerator.wait_for_everyone()
-    return load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest)
+    return load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest, memory)
 
 
 def _ema_pipeline(
