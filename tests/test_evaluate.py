@@ -108,6 +108,57 @@ def test_bench_figures(tiny_pipeline_path):
     assert figures["step_p95_ms"] >= figures["step_p50_ms"] > 0
     assert figures["gflop_per_step"] > 0 and figures["batched_speedup"] > 0
     assert figures["peak_rss_mib"] > 100
+    # 4 frames of 0.5 s a step: the real-time factor is 2 s of world per p50 step.
+    p50_s = figures["step_p50_ms"] / 1e3
+    assert figures["real_time_factor"] == pytest.approx(2.0 / p50_s)
+    assert figures["achieved_gflops"] == pytest.approx(figures["gflop_per_step"] / p50_s)
+    assert figures["utilisation_%"] == pytest.approx(
+        100 * figures["achieved_gflops"] / figures["matmul_peak_gflops"]
+    )
+
+
+def test_matmul_peak_is_what_a_timed_matmul_achieves(monkeypatch):
+    from occsim.evaluate import cost
+
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 3.0])  # two timed runs: 0.5 s and 0.25 s
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: next(ticks))
+    # 2 * 64^3 FLOP in the best run of 0.25 s.
+    assert cost.matmul_peak_gflops(size=64, repeats=2) == pytest.approx(2 * 64**3 / 0.25 / 1e9)
+
+
+def test_gpu_estimate_is_a_roofline():
+    from occsim.evaluate import cost
+
+    efficient = cost.H100_BF16_TFLOPS * 1e12 * cost.GPU_EFFICIENCY
+    # A small step sits at the launch floor of its 20 passes; a big one is compute-bound;
+    # one with huge weights reads them once a pass.
+    assert cost.gpu_step_seconds(1.0, 20, 0) == pytest.approx(20 * cost.GPU_PASS_OVERHEAD_S)
+    assert cost.gpu_step_seconds(1e6, 20, 0) == pytest.approx(1e15 / efficient)
+    big = 10**12
+    assert cost.gpu_step_seconds(1.0, 2, big) == pytest.approx(2 * big / 3350e9)
+    # The saturation batch: where batch x per-sample compute reaches the floor.
+    batch = cost.gpu_saturation_batch(16.6, 20)
+    assert batch * 16.6e9 / efficient == pytest.approx(20 * cost.GPU_PASS_OVERHEAD_S)
+
+
+def test_scaling_table_grows_with_batch_and_frames(tiny_pipeline_path):
+    from occsim.evaluate.cost import scaling_report, scaling_table
+
+    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe.set_progress_bar_config(disable=True)
+    rows = scaling_table(pipe, (4, 8), (1, 2), repeats=1, num_inference_steps=1)
+    assert [(r.frames, r.batch) for r in rows] == [(4, 1), (4, 2), (8, 1), (8, 2)]
+    by = {(r.frames, r.batch): r for r in rows}
+    # Every part of a step (denoising, decode, re-encode) is done per sample: FLOPs double
+    # with the batch, and grow with the frames generated.
+    assert by[4, 2].gflop == pytest.approx(2 * by[4, 1].gflop, rel=0.02)
+    assert by[8, 1].gflop > 1.5 * by[4, 1].gflop
+    for row in rows:
+        assert row.world_seconds_per_second == pytest.approx(
+            row.batch * row.frames * 0.5 / (row.step_ms / 1e3)
+        )
+    report = scaling_report(rows, passes=2)
+    assert len(report.rows) == 4 and "launch floor" in report.notes[1]
 
 
 def test_eval_command_writes_json(tiny_pipeline_path, tmp_path, capsys):

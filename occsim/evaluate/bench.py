@@ -1,4 +1,5 @@
-"""``occsim bench``: latency, throughput, memory and FLOPs of the learned env."""
+"""``occsim bench``: latency, throughput, memory and FLOPs of the learned env, against this
+machine's matmul peak (see :mod:`occsim.evaluate.cost` for the scaling table)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from occsim.agents import ConstantSpeedAgent
 from occsim.envs import OccSoraEnv, OccSoraVectorEnv
+from occsim.evaluate.cost import matmul_peak_gflops
 from occsim.pipeline import OccSoraPipeline
 
 
@@ -27,7 +29,9 @@ def run_bench(
     progress: bool = True,
     **env_kwargs,
 ) -> dict[str, float]:
-    """Figures of one learned env and of ``batch`` envs stepped together or in turn."""
+    """Figures of one learned env and of ``batch`` envs stepped together or in turn; the
+    step's achieved GFLOP/s against this machine's fp32 matmul peak measured in the same
+    run, and its real-time factor (seconds of world per second of compute)."""
     env = OccSoraEnv(pipeline=pipe, **env_kwargs)
     agent = ConstantSpeedAgent(env, 6.0)
     observation, _ = env.reset(seed=seed)
@@ -43,6 +47,8 @@ def run_bench(
     with FlopCounterMode(display=False) as counter:
         env.step(agent.act(observation))
     flops = counter.get_total_flops()
+    world_seconds = env.config.frames_per_step * env.frame_period
+    peak = matmul_peak_gflops()
 
     # Both sides time steps only (no autoresets): the batched step of all envs together
     # against each env stepped on its own.
@@ -77,6 +83,10 @@ def run_bench(
         "step_p50_ms": p50,
         "step_p95_ms": p95,
         "steps_per_s": 1.0 / float(np.mean(latencies)),
+        "real_time_factor": world_seconds / (p50 / 1e3),
+        "matmul_peak_gflops": peak,
+        "achieved_gflops": flops / 1e9 / (p50 / 1e3),
+        "utilisation_%": 100.0 * flops / 1e9 / (p50 / 1e3) / peak,
         f"batched_{batch}_step_ms": batched * 1e3,
         f"sequential_{batch}_steps_ms": sequential * 1e3,
         "batched_speedup": sequential / batched,

@@ -228,8 +228,9 @@ def _bench(args: argparse.Namespace) -> None:
     from occsim.evaluate.bench import run_bench
     from occsim.evaluate.report import Report
 
+    pipe = _pipeline(args)
     figures = run_bench(
-        _pipeline(args),
+        pipe,
         steps=args.steps,
         batch=args.batch,
         num_inference_steps=args.solver_steps,
@@ -237,6 +238,13 @@ def _bench(args: argparse.Namespace) -> None:
     )
     rows = [{"figure": k, "value": v} for k, v in figures.items()]
     _finish(Report("bench", "occsim bench (OccSora-v0)", ["figure", "value"], rows), args)
+    if args.no_scaling:
+        return
+    from occsim.evaluate.cost import scaling_report, scaling_table
+
+    table = scaling_table(pipe, num_inference_steps=args.solver_steps, guidance_scale=args.guidance)
+    report = scaling_report(table, args.solver_steps * (2 if args.guidance != 1.0 else 1))
+    _finish(report, args)
 
 
 def _common(parser: argparse.ArgumentParser, clips: int, steps: int) -> None:
@@ -290,4 +298,7 @@ def add_commands(commands) -> None:
     bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
     _common(bench, 0, 20)
     bench.add_argument("--batch", type=int, default=8, help="envs of the batched figure")
+    bench.add_argument(
+        "--no-scaling", action="store_true", help="skip the frames-per-step x batch table"
+    )
     bench.set_defaults(handler=_bench)
