@@ -20,6 +20,7 @@ from occsim.evaluate import (
 )
 from occsim.evaluate.adherence import displacement_errors, register_frames
 from occsim.evaluate.bench import run_bench
+from occsim.evaluate.forecast import forecast_clip
 from occsim.evaluate.recon import recon_report
 from occsim.pipeline import OccSoraPipeline
 from occsim.procedural import WorldConfig
@@ -96,7 +97,18 @@ def test_forecast_on_a_tiny_model(tiny_pipeline_path):
     clips = ProceduralClips(1, clip_len=10, seed=2, config=SMALL)
     scores = evaluate_forecast(pipe, clips, num_inference_steps=2, progress=False)
     assert len(scores) == 3
-    assert all(0.0 <= s.iou <= 100.0 for s in scores)
+    # The protocol: frames 0..3 are history (2 s at 2 Hz), frames 4..9 are generated; the
+    # horizon of s seconds is frame 3 + 2 s (5, 7, 9), generated frame 2 s - 1 (1, 3, 5).
+    # Geometric IoU recounted from its definition (occupied = not free) on those frames.
+    item = clips[0]
+    generated = forecast_clip(
+        pipe, item["occupancy"], item["trajectory"], 6, 2, 2.0, torch.Generator().manual_seed(0)
+    )
+    for s, score in zip((1, 2, 3), scores):
+        predicted, truth = generated[2 * s - 1] != 17, item["occupancy"][3 + 2 * s] != 17
+        tp = np.sum(predicted & truth)
+        expected = 100.0 * tp / (tp + np.sum(predicted & ~truth) + np.sum(~predicted & truth))
+        assert score.iou == pytest.approx(expected), s
     with pytest.raises(ValueError, match="10 frames"):
         evaluate_forecast(pipe, ProceduralClips(1, clip_len=8, seed=2, config=SMALL))
 
@@ -261,18 +273,48 @@ def test_frechet_distance_and_class_divergence_hand_cases():
     assert js_divergence(p, q) == pytest.approx(1.0)  # disjoint supports: 1 bit
 
 
+class Recording:
+    """A pipeline that keeps each clip it generates (``outputs``)."""
+
+    def __init__(self, pipe: OccSoraPipeline) -> None:
+        self.pipe, self.tokenizer, self.transformer = pipe, pipe.tokenizer, pipe.transformer
+        self.outputs: list[np.ndarray] = []
+
+    def __call__(self, *args, **kwargs):
+        out = self.pipe(*args, **kwargs)
+        self.outputs.append(out.occupancy[0])
+        return out
+
+
 def test_generation_scores_on_a_tiny_model(tiny_pipeline_path):
+    from scipy.spatial.distance import jensenshannon
+
     from occsim.evaluate.features import OccupancyFeatureNet
-    from occsim.evaluate.generate import evaluate_generation
+    from occsim.evaluate.generate import evaluate_generation, frechet_distance
 
     pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     torch.manual_seed(0)
     encoder = OccupancyFeatureNet(frames=8, feature_dim=8).eval()
     clips = ProceduralClips(3, clip_len=8, seed=2, config=SMALL)
-    rows = evaluate_generation(pipe, encoder, clips, 3, [(2, 1.0), (2, 0.5)], progress=False)
+    recording = Recording(pipe)
+    rows = evaluate_generation(recording, encoder, clips, 3, [(2, 1.0), (2, 0.5)], progress=False)
     assert [(r.solver_steps, r.strength, r.clips) for r in rows] == [(2, 1.0, 3), (2, 0.5, 3)]
-    assert all(r.fd >= -1e-6 and 0.0 <= r.class_jsd <= 1.0 for r in rows)
+    # Each row compares its own 3 generated clips with the 3 real ones: the class JSD
+    # recomputed with scipy's independent Jensen-Shannon distance (squared: divergence,
+    # base 2: bits), the FD on features of the clips computed here.
+    real = np.stack([clips[i]["occupancy"][:8] for i in range(3)])
+    with torch.no_grad():
+        real_features = encoder(torch.from_numpy(real)).numpy()
+    for r, row in enumerate(rows):
+        generated = np.stack(recording.outputs[3 * r : 3 * r + 3])
+        p = np.bincount(generated.ravel(), minlength=18) / generated.size
+        q = np.bincount(real.ravel(), minlength=18) / real.size
+        assert row.class_jsd == pytest.approx(jensenshannon(p, q, base=2) ** 2, rel=1e-6)
+        with torch.no_grad():
+            features = encoder(torch.from_numpy(generated)).numpy()
+        assert row.fd == pytest.approx(frechet_distance(features, real_features), rel=1e-3)
+    assert rows[0].class_jsd > 0.0  # an untrained model does not draw the real classes
     with pytest.raises(ValueError, match="4-frame"):
         evaluate_generation(pipe, OccupancyFeatureNet(frames=4), clips, 1, [(2, 1.0)])
 
@@ -299,3 +341,54 @@ def test_eval_recon_takes_a_tokenizer_folder(tiny_pipeline_path, tmp_path):
     direct = json.loads((tmp_path / "b.json").read_text())["rows"][0]
     assert direct["model"] == "tokenizer"
     assert direct["IoU"] == via_pipeline["IoU"] and direct["mIoU"] == via_pipeline["mIoU"]
+
+
+def test_sweep_runs_each_setting_as_labelled(tiny_pipeline_path):
+    from diffusers import DDIMScheduler
+
+    from occsim.envs import OccSoraEnv
+    from occsim.evaluate.closed_loop import closed_loop_fidelity
+    from occsim.evaluate.sweep import sweep
+
+    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe.set_progress_bar_config(disable=True)
+    original = pipe.scheduler
+
+    def make_learned(solver_steps, guidance):
+        return OccSoraEnv(
+            pipeline=pipe,
+            num_inference_steps=solver_steps,
+            guidance_scale=guidance,
+            map_seed=4,
+            world_config=SMALL,
+        )
+
+    exact = ProceduralEnv(map_seed=4, world_config=SMALL)
+    clips = ProceduralClips(1, clip_len=10, seed=2, config=SMALL)
+    settings = [("DDIMScheduler", 1, 1.0), ("UniPCMultistepScheduler", 2, 2.0)]
+    agent = ConstantSpeedAgent(exact, 6.0)
+    rows = sweep(pipe, make_learned, exact, agent, [0], 1, clips, settings)
+    assert pipe.scheduler is original  # restored
+    assert [(r.scheduler, r.solver_steps, r.guidance) for r in rows] == settings
+    # Each row is what a closed loop with its setting scores on its own.
+    pipe.scheduler = DDIMScheduler.from_config(original.config)
+    direct = closed_loop_fidelity(exact, make_learned(1, 1.0), agent, [0], 1, progress=False)
+    assert rows[0].all_miou == pytest.approx(direct.steps[0].learned["all"].miou)
+    assert rows[0].seen_miou == pytest.approx(direct.steps[0].learned["seen"].miou)
+    assert rows[1].all_miou != rows[0].all_miou  # another sampler, another world
+
+
+def test_sweep_report_compares_with_ten_step_ddim():
+    from occsim.evaluate.sweep import SweepRow, sweep_report
+
+    def row(scheduler, steps, guidance, all_miou, seen_miou):
+        return SweepRow(
+            scheduler, steps, guidance, 100.0, all_miou, seen_miou, 5.0, 50.0, 0.0, 20.0
+        )
+
+    rows = [row("DDIMScheduler", 1, 1.0, 30.0, 55.5), row("DDIMScheduler", 10, 2.0, 32.5, 60.0)]
+    report = sweep_report(rows)
+    assert report.rows[0]["Δ all mIoU"] == -2.5 and report.rows[0]["Δ seen mIoU"] == -4.5
+    assert report.rows[1]["Δ all mIoU"] == 0.0
+    assert report.rows[0]["scheduler"] == "DDIM"
+    assert "Δ all mIoU" not in sweep_report(rows[:1]).rows[0]  # no reference: no Δ

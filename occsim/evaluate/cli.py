@@ -173,6 +173,41 @@ def _closed_loop(args: argparse.Namespace) -> None:
     _finish(report, args)
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from occsim.agents import ConstantSpeedAgent
+    from occsim.envs import OccSoraEnv, ProceduralEnv
+    from occsim.evaluate.forecast import HISTORY_FRAMES, HORIZON_SECONDS
+    from occsim.evaluate.sweep import sweep, sweep_report
+
+    pipe = _pipeline(args)
+    settings = [
+        (scheduler, int(steps), float(guidance))
+        for scheduler in args.schedulers.split(",")
+        for steps in args.steps_list.split(",")
+        for guidance in args.guidances.split(",")
+    ]
+
+    def make_learned(solver_steps: int, guidance: float) -> OccSoraEnv:
+        return OccSoraEnv(pipeline=pipe, num_inference_steps=solver_steps, guidance_scale=guidance)
+
+    exact = ProceduralEnv()
+    seeds = list(range(args.data_seed, args.data_seed + args.clips))
+    rows = sweep(
+        pipe,
+        make_learned,
+        exact,
+        ConstantSpeedAgent(exact, 6.0),
+        seeds,
+        args.steps,
+        _dataset(args, HISTORY_FRAMES + 2 * HORIZON_SECONDS[-1]),
+        settings,
+        progress=True,
+    )
+    report = sweep_report(rows)
+    report.meta.update({"seeds": seeds, "settings": settings})
+    _finish(report, args)
+
+
 def _persistence(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
@@ -273,6 +308,7 @@ def add_commands(commands) -> None:
         ("adherence", _adherence, "ego motion of generated clips vs the commanded one", 4, 0),
         ("closed-loop", _closed_loop, "learned vs exact world, same seeds and actions", 8, 10),
         ("persistence", _persistence, "standing still; out and back to the start", 4, 10),
+        ("sweep", _sweep, "fidelity and step time over sampler settings", 8, 10),
     ):
         parser = kinds.add_parser(name, help=help_text)
         _common(parser, clips, steps)
@@ -291,6 +327,14 @@ def add_commands(commands) -> None:
             parser.add_argument(
                 "--no-scene-memory", action="store_true", help="regenerate everything each step"
             )
+        if name == "sweep":
+            parser.add_argument("--steps-list", default="1,2,4,10", help="solver steps to sweep")
+            parser.add_argument(
+                "--schedulers",
+                default="DDIMScheduler,DPMSolverMultistepScheduler,UniPCMultistepScheduler",
+                help="diffusers scheduler classes",
+            )
+            parser.add_argument("--guidances", default="1,2", help="guidance scales (1: off)")
         if name == "recon":
             parser.add_argument(
                 "--tokenizer", type=Path, help="a tokenizer folder instead of a pipeline's"
