@@ -1,0 +1,129 @@
+"""Pose helpers, the latent warp and voxel re-projection with a turned ego (issue #22).
+
+Conventions (docs/architecture.md): x forward, y left, yaw counter-clockwise; a pose
+``(x, y, yaw)`` of a new ego frame given in the old one maps a new-frame point ``p`` to the
+old frame as ``R(yaw) p + (x, y)``, and an old-frame point ``q`` to the new frame as
+``R(-yaw) (q - (x, y))``. With yaw = 90 degrees, ``R(-yaw) (dx, dy) = (dy, -dx)``.
+
+Latent cells: 50 x 50 over 80 m, 1.6 m each, centre of cell i at ``-40 + 1.6 (i + 0.5)``.
+Voxel columns: 200 x 200 over 80 m, 0.4 m each, centre of cell i at ``-40 + 0.4 (i + 0.5)``.
+Every case below moves by whole cells and quarter turns, so centres land on centres.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from occsim.geometry import (
+    local_to_world,
+    poses_to_trajectory,
+    quaternion_to_yaw,
+    world_to_local,
+    wrap_angle,
+)
+from occsim.labels import CAR, FREE_ID, MANMADE
+from occsim.latent_warp import chunk_poses, motion_prior, relative_pose, warp_to_pose
+from occsim.scene_memory import UNKNOWN, frozen_copy, reproject, view_overlap
+
+QUARTER = math.pi / 2
+
+
+def test_pose_helpers_with_the_ego_turned_north():
+    # Ego at (10, 5) heading +y (north). A point 8 m north is 8 m ahead; a point 3 m west
+    # is 3 m to its left; a point 2 m east and 1 m south is 1 m behind and 2 m right.
+    world = np.array([[10.0, 13.0], [7.0, 5.0], [12.0, 4.0]])
+    local = world_to_local(world, [10.0, 5.0], QUARTER)
+    np.testing.assert_allclose(local, [[8.0, 0.0], [0.0, 3.0], [-1.0, -2.0]], atol=1e-12)
+    np.testing.assert_allclose(local_to_world(local, [10.0, 5.0], QUARTER), world, atol=1e-12)
+    # A drive north 8 m, then a left turn onto a road west: each pose in the first frame.
+    trajectory = poses_to_trajectory(
+        np.array([[10.0, 5.0], [10.0, 13.0], [7.0, 13.0]]), np.array([QUARTER, QUARTER, math.pi])
+    )
+    np.testing.assert_allclose(trajectory, [[0, 0, 0], [8, 0, 0], [8, 3, QUARTER]], atol=1e-6)
+    # nuScenes quaternions (w, x, y, z) of a yaw about z: (cos(yaw/2), 0, 0, sin(yaw/2)).
+    half = math.sqrt(0.5)
+    assert quaternion_to_yaw([half, 0, 0, half]) == pytest.approx(QUARTER)
+    assert quaternion_to_yaw([0.0, 0, 0, 1.0]) == pytest.approx(math.pi)
+    assert quaternion_to_yaw([half, 0, 0, -half]) == pytest.approx(-QUARTER)
+    np.testing.assert_allclose(wrap_angle([5 * QUARTER, -3 * QUARTER]), [QUARTER, QUARTER])
+
+
+def test_relative_pose_of_a_turned_origin():
+    origin = torch.tensor([[10.0, 5.0, QUARTER], [10.0, 5.0, QUARTER]])
+    target = torch.tensor([[10.0, 13.0, math.pi], [7.0, 5.0, QUARTER]])
+    # 8 m north of a north-facing ego is 8 m ahead, turned a further 90 degrees; 3 m west
+    # is 3 m to its left, same heading.
+    expected = torch.tensor([[8.0, 0.0, QUARTER], [0.0, 3.0, 0.0]])
+    torch.testing.assert_close(relative_pose(origin, target), expected, atol=1e-6, rtol=0)
+
+
+def two_features(size: int = 50) -> torch.Tensor:
+    frame = torch.zeros(1, 1, size, size)
+    frame[0, 0, 30, 30] = 1.0  # centre (8.8, 8.8) m: ahead-left
+    frame[0, 0, 20, 25] = 2.0  # centre (-7.2, 0.8) m: behind
+    return frame
+
+
+def test_latent_warp_after_driving_8_m_and_turning_left():
+    # The ego drove 8 m ahead (5 cells) and turned 90 degrees left: pose (8, 0, 90 deg).
+    # Feature 1 at (8.8, 8.8): (dx, dy) = (0.8, 8.8) -> new (8.8, -0.8) -> cell (30, 24).
+    # Feature 2 at (-7.2, 0.8): (dx, dy) = (-15.2, 0.8) -> new (0.8, 15.2) -> cell (25, 34).
+    warped = warp_to_pose(two_features(), torch.tensor([[8.0, 0.0, QUARTER]]), 40.0)[0, 0]
+    assert warped[30, 24] == pytest.approx(1.0, abs=1e-4)
+    assert warped[25, 34] == pytest.approx(2.0, abs=1e-4)
+    assert warped.sum() == pytest.approx(3.0, abs=1e-4)  # nothing else lit up
+
+
+def test_motion_prior_uses_the_last_frame_of_each_chunk_and_its_yaw():
+    # Eight frames, 4 per latent frame. Context chunk: frames 0..3 along x, the last at
+    # (6, 0, 0). Generated chunk: its last frame 7 at (14, 0, 90 deg), i.e. 8 m ahead of
+    # the context's last pose and turned left; frames 4..6 are on the way (other poses).
+    trajectory = torch.tensor(
+        [
+            [0, 0, 0],
+            [2, 0, 0],
+            [4, 0, 0],
+            [6, 0, 0],
+            [8, 0, 0],
+            [10, 0, 0.3],
+            [12, 1, 0.9],
+            [14, 0, QUARTER],
+        ],
+        dtype=torch.float32,
+    )[None]
+    torch.testing.assert_close(
+        chunk_poses(trajectory, 4), torch.tensor([[[6.0, 0, 0], [14.0, 0, QUARTER]]])
+    )
+    latents = torch.zeros(1, 1, 2, 50, 50)
+    latents[:, :, 0] = two_features()
+    prior = motion_prior(latents, torch.tensor([[True, False]]), trajectory, 4, 40.0)
+    torch.testing.assert_close(prior[:, :, 0], latents[:, :, 0])  # context: itself
+    # The same warp as above: relative pose (8, 0, 90 deg).
+    generated = prior[0, 0, 1]
+    assert generated[30, 24] == pytest.approx(1.0, abs=1e-4)
+    assert generated[25, 34] == pytest.approx(2.0, abs=1e-4)
+    assert generated.sum() == pytest.approx(3.0, abs=1e-4)
+
+
+def test_voxel_reprojection_after_driving_8_m_and_turning_left():
+    frame = np.full((200, 200, 16), FREE_ID, dtype=np.uint8)
+    frame[140, 120, 3:6] = CAR  # centre (16.2, 8.2) m
+    frame[100, 150, 3:9] = MANMADE  # centre (0.2, 20.2) m
+    pose = np.array([8.0, 0.0, QUARTER])  # 20 cells ahead, turned left
+    moved = reproject(frame, np.zeros(3), pose)
+    # Car: (dx, dy) = (8.2, 8.2) -> new (8.2, -8.2) -> cell (120, 79).
+    # Pole: (dx, dy) = (-7.8, 20.2) -> new (20.2, 7.8) -> cell (150, 119).
+    assert (moved[120, 79, 3:6] == CAR).all() and (moved[150, 119, 3:9] == MANMADE).all()
+    assert np.isin(moved, (CAR, MANMADE)).sum() == 3 + 6
+    # The new view's right side reaches 8 m past the old view's front edge: new (x', y')
+    # is (8 - y', x') in the old frame, inside the old grid (x < 40 m) iff y' > -32 m, so
+    # columns with y index >= 20 (centre -31.8 m) are known and 0..19 are not.
+    known = view_overlap(np.zeros(3), pose)
+    assert known[:, 20:].all() and not known[:, :20].any()
+    assert (moved[:, :20] == UNKNOWN).all() and not (moved[:, 20:] == UNKNOWN).any()
+    copy = frozen_copy(frame, np.zeros(3), pose)
+    assert (copy[:, :20] == FREE_ID).all() and (copy[120, 79, 3:6] == CAR).all()
