@@ -7,12 +7,13 @@ lane of another road, classified as a left turn, right turn or straight on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from occsim.geometry import wrap_angle
-from occsim.procedural.paths import Path2D, cubic_bezier, offset_polyline
+from occsim.procedural.paths import Path2D, PathTable, cubic_bezier, offset_polyline
 from occsim.procedural.roads import Road, RoadNetwork
 
 TURN_THRESHOLD = 0.5  # rad of heading change that makes a connector a turn
@@ -62,6 +63,32 @@ class LaneGraph:
     lanes: list[Lane]
     connectors: list[Connector]
     walkways: list[Walkway]
+
+    @functools.cached_property
+    def pieces(self) -> PathTable:
+        """Every path a vehicle drives on: the lanes, then the connectors (connector ``c`` is
+        piece ``len(lanes) + c``); built once per map."""
+        return PathTable([lane.path for lane in self.lanes] + [c.path for c in self.connectors])
+
+    @functools.cached_property
+    def connector_turns(self) -> np.ndarray:
+        """Whether each connector turns (bool, by connector index)."""
+        return np.array([c.turn != "straight" for c in self.connectors], dtype=bool)
+
+    @functools.cached_property
+    def connector_to_lane(self) -> np.ndarray:
+        """The lane each connector leads to (by connector index)."""
+        return np.array([c.to_lane for c in self.connectors], dtype=np.int64)
+
+    @functools.cached_property
+    def connector_offsets(self) -> np.ndarray:
+        """``(C, 2)`` shift each connector adds to continue on its lane (see ``Connector``)."""
+        return np.array([c.offset for c in self.connectors], dtype=np.float64).reshape(-1, 2)
+
+    @functools.cached_property
+    def walkway_paths(self) -> PathTable:
+        """The walkways' paths (walkway ``w`` is row ``w``); built once per map."""
+        return PathTable([walkway.path for walkway in self.walkways])
 
 
 def _wrap(delta: np.ndarray, size: float) -> np.ndarray:

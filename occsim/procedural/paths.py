@@ -37,7 +37,7 @@ class Path2D:
     @property
     def length(self) -> float:
         """Total arc length in metres."""
-        return float(self.cumulative[-1])
+        return self._length
 
     def _locate(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = np.minimum(np.maximum(s, 0.0), self._length)
@@ -72,6 +72,56 @@ class Path2D:
         closest = a + ab * t[:, None]
         i = int(np.argmin(np.linalg.norm(closest - point, axis=1)))
         return float(self.cumulative[i] + t[i] * self.segment_lengths[i])
+
+
+class PathTable:
+    """Many ``Path2D`` in padded arrays, to look up positions on many paths in one call.
+
+    Each position is computed with the same float operations as :meth:`Path2D.position`, so
+    the results are bit-identical; only the Python loop over paths is gone.
+
+    Args:
+        paths: the paths; path ``k`` of the table is ``paths[k]``.
+    """
+
+    def __init__(self, paths: list[Path2D]) -> None:
+        width = max(len(path.points) for path in paths)
+        # Padding: +inf arc lengths are never <= s, unit segments never divide by zero.
+        self.cumulative = np.full((len(paths), width), np.inf)
+        segment_lengths = np.ones((len(paths), width))
+        segment_headings = np.zeros((len(paths), width))
+        points = np.zeros((len(paths), width, 2))
+        for k, path in enumerate(paths):
+            count = len(path.points)
+            self.cumulative[k, :count] = path.cumulative
+            segment_lengths[k, : count - 1] = path.segment_lengths
+            segment_headings[k, : count - 1] = path.segment_headings
+            points[k, :count] = path.points
+        self.lengths = np.array([path.cumulative[-1] for path in paths])
+        self.last_segment = np.array([len(path.segment_lengths) - 1 for path in paths])
+        # Flat copies: vertex i of path k is item k * width + i (np.take beats fancy indexing).
+        self._width = width
+        self._cumulative = self.cumulative.ravel()
+        self._segment_lengths = segment_lengths.ravel()
+        self._segment_headings = segment_headings.ravel()
+        self._x, self._y = points[..., 0].ravel(), points[..., 1].ravel()
+
+    def pose(self, path: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``(..., 2)`` and headings ``(...)`` at arc lengths ``s`` on paths ``path``
+        (broadcast together), as :meth:`Path2D.position` and :meth:`Path2D.heading` give."""
+        s = np.minimum(np.maximum(s, 0.0), self.lengths[path])
+        # searchsorted(side="right") - 1, row by row: how many vertices lie at or before s.
+        i = np.count_nonzero(self.cumulative[path] <= s[..., None], axis=-1) - 1
+        at = path * self._width + np.minimum(np.maximum(i, 0), self.last_segment[path])
+        frac = (s - self._cumulative.take(at)) / self._segment_lengths.take(at)
+        x, y = self._x.take(at), self._y.take(at)
+        x = x + (self._x.take(at + 1) - x) * frac
+        y = y + (self._y.take(at + 1) - y) * frac
+        return np.stack([x, y], axis=-1), self._segment_headings.take(at)
+
+    def position(self, path: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Points ``(..., 2)`` at arc lengths ``s`` on paths ``path`` (broadcast together)."""
+        return self.pose(path, s)[0]
 
 
 def resample(points: np.ndarray, step: float) -> np.ndarray:

@@ -32,6 +32,9 @@ class StaticMap:
     object_top: np.ndarray
     road_distance: np.ndarray = field(repr=False)
     road_id: np.ndarray = field(repr=False)
+    # Per-grid caches of what rendering derives from the rasters (see voxelize.py); the
+    # rasters must not change once a frame has been rendered.
+    render_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def cells(self) -> int:
@@ -39,7 +42,8 @@ class StaticMap:
 
     def cell_index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Wrapped raster indices ``(ix, iy)`` of world points ``(..., 2)``."""
-        idx = np.floor(np.asarray(points) / self.resolution).astype(np.int64) % self.cells
+        idx = np.floor(np.asarray(points) / self.resolution).astype(np.int64)
+        idx -= self.cells * (idx // self.cells)  # idx % cells, done faster by numpy
         return idx[..., 0], idx[..., 1]
 
     def is_driveable(self, points: np.ndarray) -> np.ndarray:

@@ -13,18 +13,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from occsim import labels as L
+from occsim.procedural.following import (
+    PROBE_STEPS,
+    corridor_leaders,
+    first_probe_hit,
+    idm,
+    py_min,
+    wrap,
+)
 from occsim.procedural.lanes import LaneGraph, Walkway
 
-IDM_MIN_GAP = 2.0  # m
-IDM_TIME_GAP = 1.2  # s
-IDM_COMFORT_BRAKE = 2.5  # m/s^2
-IDM_MAX_BRAKE = 8.0  # m/s^2
 TURN_SPEED = 5.5  # m/s on turning connectors
-LOOKAHEAD = 50.0  # m of corridor checked for a leader
 RESERVE_DISTANCE = 25.0  # m before the stop line at which a vehicle asks for the junction
 CHANGE_DURATION = 3.0  # s for a lane change
 PROBE_RANGE = 12.0  # m before a junction from which a vehicle probes its path
-PROBE_STEPS = np.arange(0.5, 12.0, 1.5)  # m ahead of the front bumper
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,22 @@ class Pedestrian:
     heading: float = 0.0
 
 
-def _wrap(delta: np.ndarray, size: float) -> np.ndarray:
-    return (delta + size / 2) % size - size / 2
+@dataclass
+class _Fleet:
+    """The vehicles' state as arrays, in the order of ``Traffic.vehicles``."""
+
+    moving: np.ndarray  # bool: False for an ego moved by someone else
+    speed: np.ndarray
+    desired: np.ndarray
+    s: np.ndarray
+    connector: np.ndarray  # -1: on a lane
+    piece: np.ndarray  # lane index, or len(lanes) + connector index (LaneGraph.pieces)
+    plan: np.ndarray  # -1: none
+    stop_at: np.ndarray  # nan: no scripted stop
+    changing: np.ndarray  # bool: changing lanes
+    progress: np.ndarray  # of the lane change
+    half_length: np.ndarray
+    acceleration: np.ndarray
 
 
 class Traffic:
@@ -142,7 +158,7 @@ class Traffic:
             others = [v.position for v in self.vehicles] + keep_clear
             if (
                 others
-                and np.min(np.linalg.norm(_wrap(np.array(others) - point, self.size), axis=1))
+                and np.min(np.linalg.norm(wrap(np.array(others) - point, self.size), axis=1))
                 < 12.0 + kind.length
             ):
                 continue
@@ -171,7 +187,7 @@ class Traffic:
             target = self.graph.lanes[v.change_to].path
             tx, ty, _ = target.pose(v.s * target.length / path.length)
             alpha = v.change_progress**2 * (3 - 2 * v.change_progress)
-            lateral = _wrap(np.array([tx, ty]) + v.shift - position, self.size)
+            lateral = wrap(np.array([tx, ty]) + v.shift - position, self.size)
             # d(alpha)/dt of the smoothstep times the lateral distance gives the sideways speed.
             alpha_rate = 6 * v.change_progress * (1 - v.change_progress) / CHANGE_DURATION
             lateral_rate = alpha_rate * float(np.hypot(*lateral))
@@ -225,7 +241,7 @@ class Traffic:
         target = candidates[0]
         point = target.path.position(v.s * target.path.length / lane.path.length) + v.shift
         for other in self.vehicles:
-            if other is not v and np.linalg.norm(_wrap(other.position - point, self.size)) < 15.0:
+            if other is not v and np.linalg.norm(wrap(other.position - point, self.size)) < 15.0:
                 return False
         if lane.path.length - v.s < 40.0:
             return False
@@ -241,27 +257,31 @@ class Traffic:
             obstacles: extra boxes vehicles must not run into (an externally driven ego).
             ego_fixed: the ego vehicle in ``vehicles`` (if any) is moved by someone else.
         """
-        gaps, leader_speeds = self._leaders(self._agent_boxes(obstacles or []))
-        accelerations = [
-            0.0 if (v.is_ego and ego_fixed) else self._idm(v, gaps[i], leader_speeds[i])
-            for i, v in enumerate(self.vehicles)
-        ]
-        for v, accel in zip(self.vehicles, accelerations):
-            if v.is_ego and ego_fixed:
-                continue
-            v.speed = max(0.0, v.speed + accel * dt)
-            self._advance(v, v.speed * dt)
-            if v.stop_at is not None:
-                v.stop_at = max(0.0, v.stop_at - v.speed * dt)
-            if v.change_to is not None:
-                v.change_progress += dt / CHANGE_DURATION
-                if v.change_progress >= 1.0:
-                    ratio = self.graph.lanes[v.change_to].path.length / self._piece(v).length
-                    v.lane, v.s, v.change_to = v.change_to, v.s * ratio, None
-                    self._choose_plan(v)
-            self._update_pose(v)
-        for p in self.pedestrians:
-            self._walk(p, dt)
+        fleet = self._fleet(ego_fixed)
+        gaps, leader_speeds = self._leaders(fleet, obstacles or [])
+        self._drive(fleet, self._accelerations(fleet, gaps, leader_speeds), dt)
+        self._walk_all(dt)
+
+    def _fleet(self, ego_fixed: bool) -> _Fleet:
+        vehicles, lanes = self.vehicles, len(self.graph.lanes)
+        connector = np.array(
+            [-1 if v.connector is None else v.connector for v in vehicles], dtype=np.int64
+        )
+        lane = np.array([v.lane for v in vehicles], dtype=np.int64)
+        return _Fleet(
+            moving=np.array([not (v.is_ego and ego_fixed) for v in vehicles], dtype=bool),
+            speed=np.array([v.speed for v in vehicles], dtype=np.float64),
+            desired=np.array([v.desired_speed for v in vehicles], dtype=np.float64),
+            s=np.array([v.s for v in vehicles], dtype=np.float64),
+            connector=connector,
+            piece=np.where(connector >= 0, lanes + connector, lane),
+            plan=np.array([-1 if v.plan is None else v.plan for v in vehicles], dtype=np.int64),
+            stop_at=np.array([np.nan if v.stop_at is None else v.stop_at for v in vehicles]),
+            changing=np.array([v.change_to is not None for v in vehicles], dtype=bool),
+            progress=np.array([v.change_progress for v in vehicles], dtype=np.float64),
+            half_length=np.array([v.kind.length / 2 for v in vehicles]),
+            acceleration=np.array([v.kind.acceleration for v in vehicles]),
+        )
 
     def _agent_boxes(self, obstacles: list[Box]):
         centers = [v.position for v in self.vehicles] + [p.position for p in self.pedestrians]
@@ -276,66 +296,61 @@ class Traffic:
             np.array(widths),
         )
 
-    def _leaders(self, agents) -> tuple[np.ndarray, np.ndarray]:
-        """Bumper gap to, and speed of, the nearest road user in each vehicle's corridor."""
-        centers, lengths, widths = agents
+    def _leaders(self, fleet: _Fleet, obstacles: list[Box]) -> tuple[np.ndarray, np.ndarray]:
+        """Bumper gap to, and speed of, the nearest road user ahead of each vehicle."""
         count = len(self.vehicles)
-        gaps, speeds = np.full(count, np.inf), np.zeros(count)
         if count == 0:
-            return gaps, speeds
-        positions = centers[:count]
+            return np.full(0, np.inf), np.zeros(0)
+        centers, lengths, widths = self._agent_boxes(obstacles)
         yaw = np.array([v.heading for v in self.vehicles])
-        forward = np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
-        own_length = lengths[:count]
-        own_width = widths[:count]
-        rel = _wrap(centers[None, :, :] - positions[:, None, :], self.size)  # (V, A, 2)
-        lon = np.einsum("vad,vd->va", rel, forward)
-        lat = rel[..., 1] * forward[:, None, 0] - rel[..., 0] * forward[:, None, 1]
-        corridor = (lon > 0) & (lon < LOOKAHEAD)
-        corridor &= np.abs(lat) < (own_width[:, None] + widths[None, :]) / 2 + 0.4
-        corridor[np.arange(count), np.arange(count)] = False
-        gap_matrix = np.where(corridor, lon - (own_length[:, None] + lengths[None, :]) / 2, np.inf)
-        leader = np.argmin(gap_matrix, axis=1)
-        gaps = gap_matrix[np.arange(count), leader]
-        vehicle_speeds = np.array([v.speed for v in self.vehicles])
-        for i in np.flatnonzero(np.isfinite(gaps) & (leader < count)):
-            j = leader[i]
-            speeds[i] = vehicle_speeds[j] * np.cos(yaw[j] - yaw[i])
+        gaps, leader_speeds = corridor_leaders(
+            yaw, fleet.speed, centers, lengths, widths, self.size
+        )
         # Through junctions the straight corridor misses what is round the bend: probe the
-        # path itself a few metres ahead for vehicles turning or about to turn.
-        for i, v in enumerate(self.vehicles):
-            piece = self._piece(v)
-            if v.connector is None and piece.length - v.s > PROBE_RANGE:
-                continue
-            ahead = v.kind.length / 2 + PROBE_STEPS
-            points = self._future_points(v, ahead)
-            dist = np.linalg.norm(_wrap(centers[None] - points[:, None], self.size), axis=2)
-            hit = dist < (v.kind.width + widths[None, :]) / 2 + 0.3
-            hit[:, i] = False
-            rows = np.flatnonzero(hit.any(axis=1))
-            if len(rows):
-                probe_gap = PROBE_STEPS[rows[0]] - 1.0
-                if probe_gap < gaps[i]:
-                    gaps[i], speeds[i] = probe_gap, 0.0
-        return gaps, speeds
+        # path itself a few metres ahead for road users turning or about to turn.
+        index, points = self._probe_points(fleet)
+        if len(index):
+            width = widths[index]
+            first = first_probe_hit(points, index, width, centers, widths, self.size)
+            hit = np.flatnonzero(first < len(PROBE_STEPS))
+            probe_gap = PROBE_STEPS[first[hit]] - 1.0
+            closer = probe_gap < gaps[index[hit]]
+            gaps[index[hit[closer]]] = probe_gap[closer]
+            leader_speeds[index[hit[closer]]] = 0.0
+        return gaps, leader_speeds
 
-    def _future_points(self, v: Vehicle, distances: np.ndarray) -> np.ndarray:
-        """World points ``distances`` metres ahead of ``v`` along its lane and planned turn."""
-        path = self._piece(v)
-        s = v.s + distances
-        points = path.position(s) + v.shift
-        beyond = s > path.length
-        if not beyond.any():
-            return points
-        if v.connector is not None:
-            connector = self.graph.connectors[v.connector]
-            following = self.graph.lanes[connector.to_lane].path
-            shift = v.shift + connector.offset
-        elif v.plan is not None:
-            following, shift = self.graph.connectors[v.plan].path, v.shift
-        else:
-            return points
-        points[beyond] = following.position(s[beyond] - path.length) + shift
+    def _probe_points(self, fleet: _Fleet) -> tuple[np.ndarray, np.ndarray]:
+        """The vehicles in or near a junction and their probe points ``(P, K, 2)``: PROBE_STEPS
+        ahead of the front bumper along the piece they are on and the one they go on to."""
+        table, graph = self.graph.pieces, self.graph
+        on_connector = fleet.connector >= 0
+        near = on_connector | (table.lengths[fleet.piece] - fleet.s <= PROBE_RANGE)
+        index = np.flatnonzero(near)
+        connector, plan = fleet.connector[index], fleet.plan[index]
+        on_connector = on_connector[index]
+        following = np.where(
+            on_connector,
+            graph.connector_to_lane[connector],
+            np.where(plan >= 0, len(graph.lanes) + plan, -1),
+        )
+        shift = np.array([self.vehicles[i].shift for i in index.tolist()]).reshape(-1, 2)
+        following_shift = np.where(
+            on_connector[:, None], shift + graph.connector_offsets[connector], shift
+        )
+        piece = fleet.piece[index]
+        s = fleet.s[index, None] + (fleet.half_length[index, None] + PROBE_STEPS)
+        return index, self._future_points(piece, s, shift, following, following_shift)
+
+    def _future_points(self, piece, s, shift, following, following_shift) -> np.ndarray:
+        """World points at arc lengths ``s`` ``(P, K)`` along each vehicle's piece and, past its
+        end, the piece it continues on (a piece ``-1`` ends there)."""
+        table = self.graph.pieces
+        points = table.position(piece[:, None], s) + shift[:, None]
+        beyond = (s > table.lengths[piece][:, None]) & (following >= 0)[:, None]
+        rows, cols = np.nonzero(beyond)
+        if len(rows):
+            rest = s[rows, cols] - table.lengths[piece[rows]]
+            points[rows, cols] = table.position(following[rows], rest) + following_shift[rows]
         return points
 
     def _piece_of(self, connector: int | None, lane: int):
@@ -343,35 +358,102 @@ class Traffic:
             return self.graph.connectors[connector].path
         return self.graph.lanes[lane].path
 
-    def _idm(self, v: Vehicle, gap: float, leader_speed: float) -> float:
-        desired = v.desired_speed
-        path = self._piece(v)
-        to_end = path.length - v.s - v.kind.length / 2
-        if v.connector is not None:
-            if self.graph.connectors[v.connector].turn != "straight":
-                desired = min(desired, TURN_SPEED)
-        elif v.plan is not None:
-            plan = self.graph.connectors[v.plan]
-            if plan.turn != "straight" and to_end < 25.0:
-                desired = min(desired, TURN_SPEED + 0.1 * to_end)
-            holder = self.reservations.get(plan.node)
-            if to_end < RESERVE_DISTANCE and holder is None:
-                self.reservations[plan.node] = id(v)
-                v.reserved, holder = plan.node, id(v)
-            if holder != id(v):
-                gap, leader_speed = min(gap, to_end - 0.5), 0.0
+    def _accelerations(
+        self, fleet: _Fleet, gaps: np.ndarray, leader_speeds: np.ndarray
+    ) -> np.ndarray:
+        """Acceleration of every vehicle (0 for one moved by someone else): the IDM towards
+        its leader, slowed for turns, held at a junction another vehicle holds, and stopped
+        where its script says. Asks for the junction ahead for vehicles that reach it."""
+        to_end = self.graph.pieces.lengths[fleet.piece] - fleet.s - fleet.half_length
+        turning = self.graph.connector_turns
+        on_connector = fleet.connector >= 0
+        planning = ~on_connector & (fleet.plan >= 0)
+        desired = fleet.desired
+        slow = on_connector & turning[fleet.connector]
+        desired = np.where(slow, py_min(desired, TURN_SPEED), desired)
+        slow = planning & turning[fleet.plan] & (to_end < 25.0)
+        desired = np.where(slow, py_min(desired, TURN_SPEED + 0.1 * to_end), desired)
+        held = self._reserve(np.flatnonzero(planning & fleet.moving), fleet.plan, to_end)
+        gap = np.where(held, py_min(gaps, to_end - 0.5), gaps)
+        leader_speed = np.where(held, 0.0, leader_speeds)
+        stopping = ~np.isnan(fleet.stop_at)
+        gap = np.where(stopping, py_min(gap, fleet.stop_at), gap)
+        leader_speed = np.where(stopping, 0.0, leader_speed)
+        accel = idm(fleet.speed, desired, gap, leader_speed, fleet.acceleration)
+        return np.where(fleet.moving, accel, 0.0)
+
+    def _reserve(self, candidates: np.ndarray, plan: np.ndarray, to_end: np.ndarray):
+        """Junction reservations, vehicle by vehicle in order (the first to come within
+        RESERVE_DISTANCE of a free junction takes it); True where a vehicle must wait."""
+        held = np.zeros(len(plan), dtype=bool)
+        distance = to_end.tolist()
+        for i in candidates.tolist():
+            v = self.vehicles[i]
+            node = self.graph.connectors[plan[i]].node
+            holder = self.reservations.get(node)
+            if distance[i] < RESERVE_DISTANCE and holder is None:
+                self.reservations[node] = id(v)
+                v.reserved, holder = node, id(v)
+            held[i] = holder != id(v)
+        return held
+
+    def _drive(self, fleet: _Fleet, accelerations: np.ndarray, dt: float) -> None:
+        """Move the vehicles: speed, arc length, scripted stop, lane-change progress, pose.
+
+        The few that leave their lane or connector or finish a lane change this step (they
+        draw a new plan from the rng) go one by one in order; the others move as arrays.
+        """
+        speed = fleet.speed + accelerations * dt
+        speed = np.where(fleet.moving, np.where(speed > 0.0, speed, 0.0), fleet.speed)
+        s = fleet.s + speed * dt
+        stop_at = fleet.stop_at - speed * dt
+        stop_at = np.where(stop_at > 0.0, stop_at, 0.0)
+        progress = fleet.progress + dt / CHANGE_DURATION
+        ends = s > self.graph.pieces.lengths[fleet.piece]
+        events = fleet.moving & (ends | (fleet.changing & (progress >= 1.0)))
+        values = zip(speed.tolist(), s.tolist(), stop_at.tolist(), progress.tolist())
+        for i, (v, (v_speed, v_s, v_stop, v_progress)) in enumerate(zip(self.vehicles, values)):
+            if not fleet.moving[i]:
+                continue
+            v.speed = v_speed
+            if events[i]:
+                self._move(v, dt)
+                continue
+            v.s = v_s
+            if v.stop_at is not None:
+                v.stop_at = v_stop
+            if v.change_to is not None:
+                v.change_progress = v_progress
+        self._update_poses(np.flatnonzero(fleet.moving))
+
+    def _update_poses(self, indices: np.ndarray) -> None:
+        """Poses of the vehicles ``indices`` on their pieces, all at once; a vehicle changing
+        lanes blends towards its target lane (:meth:`_update_pose`)."""
+        vehicles = [self.vehicles[i] for i in indices.tolist()]
+        if not vehicles:
+            return
+        lanes = len(self.graph.lanes)
+        piece = [v.lane if v.connector is None else lanes + v.connector for v in vehicles]
+        s = np.array([v.s for v in vehicles], dtype=np.float64)
+        points, headings = self.graph.pieces.pose(np.array(piece), s)
+        positions = points + np.array([v.shift for v in vehicles])
+        for v, position, heading in zip(vehicles, positions, headings.tolist()):
+            if v.change_to is not None:
+                self._update_pose(v)
+            else:
+                v.position, v.heading = position, heading
+
+    def _move(self, v: Vehicle, dt: float) -> None:
+        """One vehicle's move after its speed is set, through lane and junction changes."""
+        self._advance(v, v.speed * dt)
         if v.stop_at is not None:
-            gap, leader_speed = min(gap, v.stop_at), 0.0
-        if desired <= 0.0:
-            return -IDM_COMFORT_BRAKE if v.speed > 0 else 0.0
-        a = v.kind.acceleration
-        free = 1.0 - (v.speed / desired) ** 4
-        interaction = 0.0
-        if np.isfinite(gap):
-            dynamic = IDM_MIN_GAP + v.speed * IDM_TIME_GAP
-            dynamic += v.speed * (v.speed - leader_speed) / (2 * np.sqrt(a * IDM_COMFORT_BRAKE))
-            interaction = (max(dynamic, IDM_MIN_GAP) / max(gap, 0.1)) ** 2
-        return min(max(a * (free - interaction), -IDM_MAX_BRAKE), a)
+            v.stop_at = max(0.0, v.stop_at - v.speed * dt)
+        if v.change_to is not None:
+            v.change_progress += dt / CHANGE_DURATION
+            if v.change_progress >= 1.0:
+                ratio = self.graph.lanes[v.change_to].path.length / self._piece(v).length
+                v.lane, v.s, v.change_to = v.change_to, v.s * ratio, None
+                self._choose_plan(v)
 
     def _advance(self, v: Vehicle, distance: float) -> None:
         v.s += distance
@@ -392,6 +474,31 @@ class Traffic:
                 v.s = old_path.length
                 v.speed = 0.0
                 return
+
+    def _walk_all(self, dt: float) -> None:
+        """Move the pedestrians: those crossing or reaching a walkway's end (who may draw from
+        the rng) one by one in order, the others as arrays."""
+        pedestrians = self.pedestrians
+        if not pedestrians:
+            return
+        walkway = np.array([p.walkway for p in pedestrians])
+        direction = np.array([p.direction for p in pedestrians])
+        speed = np.array([p.speed for p in pedestrians], dtype=np.float64)
+        s = np.array([p.s for p in pedestrians], dtype=np.float64) + direction * speed * dt
+        table = self.graph.walkway_paths
+        length = table.lengths[walkway]
+        at_end = np.where(direction > 0, s >= length, s <= 0.0)
+        walking = []
+        for i, (p, p_s) in enumerate(zip(pedestrians, s.tolist())):
+            if p.crossing is not None or at_end[i]:
+                self._walk(p, dt)
+            else:
+                p.s = p_s
+                walking.append(i)
+        points, headings = table.pose(walkway[walking], s[walking])
+        headings = headings + np.where(direction[walking] < 0, np.pi, 0.0)
+        for i, point, heading in zip(walking, points, headings.tolist()):
+            pedestrians[i].position, pedestrians[i].heading = point, heading
 
     def _walk(self, p: Pedestrian, dt: float) -> None:
         walkway = self.graph.walkways[p.walkway]
@@ -427,7 +534,7 @@ class Traffic:
     def _crossing_clear(self, crossing) -> bool:
         middle = crossing.position(crossing.length / 2)
         for v in self.vehicles:
-            if np.linalg.norm(_wrap(v.position - middle, self.size)) < 15.0:
+            if np.linalg.norm(wrap(v.position - middle, self.size)) < 15.0:
                 return False
         return True
 

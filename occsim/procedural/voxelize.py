@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from occsim.grid import GROUND_HEIGHT, OCC3D_GRID, GridSpec
-from occsim.labels import FREE
+from occsim.labels import FREE, NUM_CLASSES
 from occsim.procedural.static_map import StaticMap
 from occsim.procedural.traffic import Box
 
@@ -23,6 +23,47 @@ def _grid_geometry(grid: GridSpec):
     return centers, z_centers, grid.ground_index
 
 
+def _static_columns(static: StaticMap, grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Each raster cell's voxel column as an index into a table of the few distinct columns:
+    ``(codes (cells, cells), table (n, Z) uint8)``, built once per map and grid.
+
+    A column is the ground class at the ground layer, overwritten by the object class on the
+    layers whose centres lie in ``[ground + bottom, ground + top)``; the layer range comes
+    from the very comparisons a per-frame test would make, so frames are unchanged.
+    """
+    cached = static.render_cache.get(grid)
+    if cached is not None:
+        return cached
+    _, z_centers, ground_index = _grid_geometry(grid)
+    layers = len(z_centers) + 1  # values of a layer bound, 0..Z
+    rows = static.object_class != FREE
+    # First layer at or above each bound: z >= ground + bottom, and not z >= ground + top.
+    bottom = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_bottom[rows])
+    top = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_top[rows])
+    empty = bottom >= top  # an object segment between two layer centres shows nowhere
+    object_class = np.zeros(rows.shape, dtype=np.int64)
+    lo, hi = np.zeros(rows.shape, dtype=np.int64), np.zeros(rows.shape, dtype=np.int64)
+    object_class[rows] = np.where(empty, 0, static.object_class[rows])
+    lo[rows], hi[rows] = np.where(empty, 0, bottom), np.where(empty, 0, top)
+    code = ((static.ground.astype(np.int64) * NUM_CLASSES + object_class) * layers + lo) * layers
+    code += hi
+    present = np.zeros(NUM_CLASSES**2 * layers**2, dtype=bool)
+    present[code.ravel()] = True
+    distinct = np.flatnonzero(present)
+    compact = np.cumsum(present) - 1  # code -> row of the table
+    codes = compact[code].astype(np.uint16 if len(distinct) <= 2**16 else np.int64)
+    table = np.full((len(distinct), len(z_centers)), FREE, dtype=np.uint8)
+    ground, rest = np.divmod(distinct, NUM_CLASSES * layers**2)
+    object_class, rest = np.divmod(rest, layers**2)
+    lo, hi = np.divmod(rest, layers)
+    table[:, ground_index] = ground
+    layer = np.arange(len(z_centers))
+    inside = (layer >= lo[:, None]) & (layer < hi[:, None])
+    table[inside] = np.broadcast_to(object_class[:, None], inside.shape)[inside]
+    static.render_cache[grid] = codes, table
+    return codes, table
+
+
 def voxelize_frame(
     static: StaticMap,
     ego_xy: np.ndarray,
@@ -31,53 +72,57 @@ def voxelize_frame(
     grid: GridSpec = OCC3D_GRID,
 ) -> np.ndarray:
     """Occupancy ``(X, Y, Z)`` uint8 seen from the ego pose ``(ego_xy, ego_yaw)`` (world)."""
-    centers, z_centers, ground_index = _grid_geometry(grid)
+    centers = _grid_geometry(grid)[0]
     nx, ny, nz = grid.shape
     c, s = np.cos(ego_yaw), np.sin(ego_yaw)
     world = centers @ np.array([[c, s], [-s, c]]) + ego_xy
     ix, iy = static.cell_index(world)
-    volume = np.full((nx * ny, nz), FREE, dtype=np.uint8)
-    volume[:, ground_index] = static.ground[ix, iy]
-    cls = static.object_class[ix, iy]
-    has_object = cls != FREE
-    rows = np.flatnonzero(has_object)
-    bottom = static.object_bottom[ix[rows], iy[rows]]
-    top = static.object_top[ix[rows], iy[rows]]
-    inside = (z_centers >= GROUND_HEIGHT + bottom[:, None]) & (
-        z_centers < GROUND_HEIGHT + top[:, None]
-    )
-    sub = volume[rows]
-    sub[inside] = np.broadcast_to(cls[rows, None], inside.shape)[inside]
-    volume[rows] = sub
+    codes, table = _static_columns(static, grid)
+    volume = np.take(table, codes[ix, iy], axis=0)  # take: many times faster than table[...]
     volume = volume.reshape(nx, ny, nz)
     if boxes:
         # Only boxes that can touch the grid are stamped (most of the city is out of view).
         centers = np.array([box.center for box in boxes])
         delta = (centers - ego_xy + static.size / 2) % static.size - static.size / 2
         local = delta @ np.array([[c, -s], [s, c]])
-        radius = np.array([np.hypot(box.length, box.width) / 2 for box in boxes])
+        sizes = np.array([(box.length, box.width, box.height, box.yaw, box.cls) for box in boxes])
+        radius = np.hypot(sizes[:, 0], sizes[:, 1]) / 2
         reach = np.abs(local) - radius[:, None]
-        visible = np.all(reach < np.abs(grid.upper[:2]), axis=1)
-        for i in np.flatnonzero(visible):
-            _stamp_box(volume, boxes[i], local[i], radius[i], ego_yaw, grid, z_centers)
+        visible = np.flatnonzero(np.all(reach < np.abs(grid.upper[:2]), axis=1))
+        if len(visible):
+            _stamp_boxes(volume, sizes[visible], local[visible], radius[visible], ego_yaw, grid)
     return volume
 
 
-def _stamp_box(volume, box: Box, local, radius, ego_yaw, grid: GridSpec, z_centers) -> None:
-    lo = np.maximum(grid.metric_to_index(local - radius), 0)
-    hi = np.minimum(grid.metric_to_index(local + radius) + 1, volume.shape[:2])
-    if np.any(hi <= lo):
-        return
-    gx, gy = np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]), indexing="ij")
-    pts = grid.index_to_metric(np.stack([gx, gy], axis=-1)) - local
-    yaw = box.yaw - ego_yaw
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    lon = pts[..., 0] * cy + pts[..., 1] * sy
-    lat = -pts[..., 0] * sy + pts[..., 1] * cy
-    inside = (np.abs(lon) <= box.length / 2) & (np.abs(lat) <= box.width / 2)
-    if not inside.any():
-        return
-    z = np.flatnonzero((z_centers >= GROUND_HEIGHT) & (z_centers < GROUND_HEIGHT + box.height))
-    cells = volume[gx[inside], gy[inside]]
-    cells[:, z] = box.cls
-    volume[gx[inside], gy[inside]] = cells
+def _stamp_boxes(volume, sizes, local, radius, ego_yaw: float, grid: GridSpec) -> None:
+    """Stamp boxes ``sizes`` rows ``(length, width, height, yaw, class)`` centred at ``local``
+    (ego frame) into ``volume``, all at once; where boxes overlap, the later one wins as if
+    they were stamped one by one."""
+    _, z_centers, _ = _grid_geometry(grid)
+    nx, ny, nz = volume.shape
+    lo = np.maximum(grid.metric_to_index(local - radius[:, None]), 0)
+    hi = np.minimum(grid.metric_to_index(local + radius[:, None]) + 1, (nx, ny))
+    span = np.maximum(hi - lo, 0)  # the patch of cells around each box
+    box, offset = _ranges(span[:, 0] * span[:, 1])
+    gx = lo[box, 0] + offset // span[box, 1]
+    gy = lo[box, 1] + offset % span[box, 1]
+    pts = grid.index_to_metric(np.stack([gx, gy], axis=-1)) - local[box]
+    yaw = sizes[:, 3] - ego_yaw
+    cy, sy = np.cos(yaw)[box], np.sin(yaw)[box]
+    lon = pts[:, 0] * cy + pts[:, 1] * sy
+    lat = -pts[:, 0] * sy + pts[:, 1] * cy
+    inside = (np.abs(lon) <= sizes[box, 0] / 2) & (np.abs(lat) <= sizes[box, 1] / 2)
+    box, gx, gy = box[inside], gx[inside], gy[inside]
+    # Layers whose centres lie in [ground, ground + height).
+    bottom = np.searchsorted(z_centers, GROUND_HEIGHT)
+    top = np.searchsorted(z_centers, GROUND_HEIGHT + sizes[:, 2])
+    cell, layer = _ranges(np.maximum(top[box] - bottom, 0))
+    flat = (gx[cell] * ny + gy[cell]) * nz + bottom + layer
+    last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]  # later boxes win
+    volume.reshape(-1)[flat[last]] = sizes[box[cell[last]], 4]
+
+
+def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(owner, k)`` for ``k in range(counts[owner])`` of every owner, concatenated."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
