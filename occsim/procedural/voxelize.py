@@ -1,7 +1,8 @@
 """Ego-centric occupancy frames of the procedural world, in the Occ3D contract.
 
 Static rasters are resampled at the BEV voxel centres (nearest cell of the finer world
-raster); road users are stamped as oriented boxes standing on the ground.
+raster); road users are stamped as oriented boxes standing on the ground. The static part is
+one look-up per BEV cell: each raster cell's voxel column is worked out once per map.
 """
 
 from __future__ import annotations
@@ -36,30 +37,32 @@ def _static_columns(static: StaticMap, grid: GridSpec) -> tuple[np.ndarray, np.n
         return cached
     _, z_centers, ground_index = _grid_geometry(grid)
     layers = len(z_centers) + 1  # values of a layer bound, 0..Z
-    rows = static.object_class != FREE
+    ground = static.ground.ravel()
+    rows = np.flatnonzero(static.object_class.ravel() != FREE)
     # First layer at or above each bound: z >= ground + bottom, and not z >= ground + top.
-    bottom = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_bottom[rows])
-    top = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_top[rows])
-    empty = bottom >= top  # an object segment between two layer centres shows nowhere
-    object_class = np.zeros(rows.shape, dtype=np.int64)
-    lo, hi = np.zeros(rows.shape, dtype=np.int64), np.zeros(rows.shape, dtype=np.int64)
-    object_class[rows] = np.where(empty, 0, static.object_class[rows])
-    lo[rows], hi[rows] = np.where(empty, 0, bottom), np.where(empty, 0, top)
-    code = ((static.ground.astype(np.int64) * NUM_CLASSES + object_class) * layers + lo) * layers
-    code += hi
+    bottom = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_bottom.ravel()[rows])
+    top = np.searchsorted(z_centers, GROUND_HEIGHT + static.object_top.ravel()[rows])
+    shown = bottom < top  # an object segment between two layer centres shows nowhere
+    rows, bottom, top = rows[shown], bottom[shown], top[shown]
+    # A column's key: (ground, object class, bottom, top); ground alone for every class.
+    key = ground[rows].astype(np.int64) * NUM_CLASSES + static.object_class.ravel()[rows]
+    key = (key * layers + bottom) * layers + top
+    plain = np.arange(NUM_CLASSES) * NUM_CLASSES * layers**2
     present = np.zeros(NUM_CLASSES**2 * layers**2, dtype=bool)
-    present[code.ravel()] = True
+    present[plain] = present[key] = True
+    compact = np.cumsum(present) - 1  # key -> row of the table
+    codes = compact[plain].astype(np.uint16 if compact[-1] < 2**16 else np.int64)[ground]
+    codes[rows] = compact[key]
+    codes = codes.reshape(static.ground.shape)
     distinct = np.flatnonzero(present)
-    compact = np.cumsum(present) - 1  # code -> row of the table
-    codes = compact[code].astype(np.uint16 if len(distinct) <= 2**16 else np.int64)
     table = np.full((len(distinct), len(z_centers)), FREE, dtype=np.uint8)
-    ground, rest = np.divmod(distinct, NUM_CLASSES * layers**2)
-    object_class, rest = np.divmod(rest, layers**2)
+    column_ground, rest = np.divmod(distinct, NUM_CLASSES * layers**2)
+    column_class, rest = np.divmod(rest, layers**2)
     lo, hi = np.divmod(rest, layers)
-    table[:, ground_index] = ground
+    table[:, ground_index] = column_ground
     layer = np.arange(len(z_centers))
     inside = (layer >= lo[:, None]) & (layer < hi[:, None])
-    table[inside] = np.broadcast_to(object_class[:, None], inside.shape)[inside]
+    table[inside] = np.broadcast_to(column_class[:, None], inside.shape)[inside]
     static.render_cache[grid] = codes, table
     return codes, table
 
