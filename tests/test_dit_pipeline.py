@@ -258,10 +258,12 @@ def test_prediction_types_recover_the_clean_sample(kind):
         make_training_scheduler(prediction_type="noise")
 
 
-@pytest.mark.slow
-def test_default_dit_overfits_one_clip():
-    """A default-size DiT learns one latent clip for one trajectory: the denoising loss
-    falls 10x and samples from noise decode to that clip (bundled tokenizer)."""
+def test_default_dit_learns_one_clip_beyond_its_prior():
+    """The shipped configuration (default size, clean-latent prediction, the ego-motion
+    prior, one latent frame of context) learns one clip's next latent frame: the loss falls
+    5x within 150 steps, and the generated frames (DDIM, bundled tokenizer) beat the prior
+    alone, which is what the untrained model outputs, by 20 mIoU (31.7 -> 73 on this
+    machine)."""
     from occsim.assets import asset_path
     from occsim.data import ProceduralClips
     from occsim.metrics import OccupancyMetrics
@@ -272,30 +274,45 @@ def test_default_dit_overfits_one_clip():
     clip = ProceduralClips(1, clip_len=8, seed=123)[0]
     with torch.no_grad():
         latents = tokenizer.encode(torch.from_numpy(clip["occupancy"][None])).latents
+        truth = tokenizer.decode_classes(latents)[0, 4:].numpy()
     trajectory = torch.from_numpy(clip["trajectory"][None, :, :2])
     shift, scale = float(latents.mean()), float(1.0 / latents.std())
-    model = OccDiT.from_preset("default", latent_shift=shift, latent_scale=scale)
+    model = OccDiT.from_preset(
+        "default", latent_shift=shift, latent_scale=scale, context_prior=True
+    )
     scheduler = make_training_scheduler(prediction_type="sample")
     batch = 4
     clean = ((latents - shift) * scale).expand(batch, -1, -1, -1, -1)
+    context = torch.tensor([[True, False]]).expand(batch, -1)
+
+    def miou() -> float:
+        pipe = OccSoraPipeline(tokenizer, model.eval(), DDIMScheduler.from_config(scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe(
+            trajectory.numpy(),
+            context=latents[:, :, :1],
+            guidance_scale=1.0,
+            generator=torch.Generator().manual_seed(1),
+        )
+        metrics = OccupancyMetrics()
+        metrics.update(out.occupancy[0], truth)
+        model.train()
+        return metrics.compute().miou
+
+    prior_only = miou()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     history = []
-    for _ in range(300):
+    for _ in range(150):
         losses = diffusion_losses(
-            model, scheduler, clean, trajectory.expand(batch, -1, -1), generator=generator
+            model, scheduler, clean, trajectory.expand(batch, -1, -1), context, generator=generator
         )
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
         history.append(losses["mse"].item())
-    assert np.mean(history[-20:]) < np.mean(history[:20]) / 10
-    pipe = OccSoraPipeline(tokenizer, model.eval(), DDIMScheduler.from_config(scheduler.config))
-    pipe.set_progress_bar_config(disable=True)
-    out = pipe(trajectory.numpy(), guidance_scale=1.0, generator=torch.Generator().manual_seed(1))
-    metrics = OccupancyMetrics()
-    metrics.update(out.occupancy[0], tokenizer.decode_classes(latents)[0].numpy())
-    assert metrics.compute().miou >= 80
+    assert np.mean(history[-20:]) < np.mean(history[:20]) / 5
+    assert miou() >= prior_only + 20.0
 
 
 def test_solver_steps_and_guidance_are_checked_before_sampling(pipe):

@@ -6,7 +6,7 @@ from occsim.labels import FREE
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
 
 SMALL_GRID = (40, 40, 16)
-OVERFIT_STEPS, OVERFIT_LR = 600, 3e-3  # scripts/tokenizer_overfit.py --class-weights
+OVERFIT_STEPS, OVERFIT_LR = 300, 3e-3
 
 
 def tiny(**overrides) -> OccTokenizer:
@@ -259,12 +259,12 @@ def test_inverse_sqrt_frequency_weights():
     assert inverse_sqrt_frequency_weights(occupancy, 5, max_weight=5.0).max() == 5.0
 
 
-@pytest.mark.slow
-def test_default_tokenizer_overfits_a_few_clips():
-    """The default preset learns two procedural clips to reconstruction mIoU >= 90 (Occ3D
-    metric) in a bounded number of steps: the model, losses and codebook can fit real
-    scenes, rare classes included. About 15 minutes on the 2-core CI machine (mIoU 94 at
-    600 steps there)."""
+def test_default_tokenizer_learns_a_few_clips():
+    """The default preset's architecture learns two procedural clips (a 64 x 48 crop of
+    four frames each, so it runs in the default suite) from random weights to
+    reconstruction mIoU >= 80 (Occ3D metric) in 300 steps: the model, losses and codebook
+    can fit real scenes, rare classes included (mIoU 91 at 300 steps, 77 at 200, 13 at 50
+    on this machine)."""
     import numpy as np
 
     from occsim.data import ProceduralClips
@@ -275,16 +275,24 @@ def test_default_tokenizer_overfits_a_few_clips():
 
     torch.manual_seed(0)
     clips = ProceduralClips(2, clip_len=4, seed=3, config=WorldConfig(size=192.0, grid_nodes=3))
-    occupancy = torch.from_numpy(np.stack([clips[i]["occupancy"] for i in range(2)])).long()
-    model = OccTokenizer.from_preset("default", codebook_decay=0.9)
+    crop = np.stack([clips[i]["occupancy"] for i in range(2)])[:, :, 68:132, 76:124]
+    occupancy = torch.from_numpy(crop).long()
+    model = OccTokenizer.from_preset("default", codebook_decay=0.9, grid_size=(64, 48, 16))
     optimizer = torch.optim.AdamW(model.parameters(), lr=OVERFIT_LR)
     weights = inverse_sqrt_frequency_weights(occupancy, NUM_CLASSES)
+
+    def miou() -> float:
+        metrics = OccupancyMetrics()
+        metrics.update(model.eval().reconstruct(occupancy).numpy(), crop)
+        model.train()
+        return metrics.compute().miou
+
+    untrained = miou()
     for _ in range(OVERFIT_STEPS):
         losses = tokenizer_losses(model(occupancy, patch_fraction=0.25), weights)
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
-    metrics = OccupancyMetrics()
-    metrics.update(model.eval().reconstruct(occupancy).numpy(), occupancy.numpy().astype(np.uint8))
-    scores = metrics.compute()
-    assert scores.miou >= 90.0, f"reconstruction mIoU {scores.miou:.1f} after {OVERFIT_STEPS} steps"
+    learned = miou()
+    assert untrained < 20.0
+    assert learned >= 80.0, f"reconstruction mIoU {learned:.1f} after {OVERFIT_STEPS} steps"
