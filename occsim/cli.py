@@ -12,7 +12,7 @@ def _data_procedural(args: argparse.Namespace) -> None:
     from occsim.data.procedural import ProceduralClips, export_occ3d
 
     clips = ProceduralClips(args.clips, clip_len=args.clip_len, seed=args.seed)
-    written = export_occ3d(clips, args.out, split=args.split)
+    written = export_occ3d(clips, args.out, split=args.split, workers=args.workers)
     print(f"wrote {written} new clips ({len(clips)} in all) to {args.out}")
 
 
@@ -119,6 +119,9 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     procedural.add_argument("--clip-len", type=int, default=16, help="frames per clip (2 Hz)")
     procedural.add_argument("--seed", type=int, default=0, help="dataset seed")
     procedural.add_argument("--split", default="train", help="split name in annotations.json")
+    procedural.add_argument(
+        "--workers", type=int, default=1, help="processes building clips (same files as one)"
+    )
     procedural.set_defaults(handler=_data_procedural)
 
     from occsim.train.cli import add_arguments as add_train_arguments

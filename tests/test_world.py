@@ -1,9 +1,13 @@
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from occsim import labels as L
 from occsim.consistency import static_agreement
 from occsim.data import Occ3DDataset
+from occsim.data.occ3d_writer import write_scene_frames
 from occsim.data.procedural import ProceduralClips, export_occ3d
 from occsim.grid import OCC3D_GRID
 from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
@@ -113,3 +117,32 @@ def test_export_writes_occ3d_layout_and_resumes(tmp_path):
     item = dataset[1]
     assert np.array_equal(item["occupancy"], clips[1]["occupancy"])
     assert np.allclose(item["trajectory"], clips[1]["trajectory"], atol=1e-4)
+
+
+def _file_digests(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_export_in_worker_processes_writes_the_same_files_and_resumes(tmp_path):
+    from occsim.cli import build_parser
+
+    args = ["data", "procedural", "--out", "x", "--clips", "4", "--workers", "2"]
+    assert build_parser().parse_args(args).workers == 2
+    clips = ProceduralClips(4, clip_len=2, seed=4, clips_per_map=2, config=SMALL)
+    assert export_occ3d(clips, tmp_path / "one") == 4
+    # An export stopped after two clips, and clip 2's files written but never registered
+    # (a worker finished, the export was killed): the resumed export redoes clips 2 and 3,
+    # each in its own worker process.
+    first = ProceduralClips(2, clip_len=2, seed=4, clips_per_map=2, config=SMALL)
+    assert export_occ3d(first, tmp_path / "two") == 2
+    clip = clips.clip(2)
+    write_scene_frames(tmp_path / "two", clip["scene"], clip["occupancy"], clip["poses"])
+    assert export_occ3d(clips, tmp_path / "two", workers=2) == 2
+    assert _file_digests(tmp_path / "two") == _file_digests(tmp_path / "one")
+    assert export_occ3d(clips, tmp_path / "two", workers=2) == 0
+    with pytest.raises(ValueError, match="workers"):
+        export_occ3d(clips, tmp_path / "two", workers=0)

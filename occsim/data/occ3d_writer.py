@@ -54,6 +54,58 @@ def _check_mask(mask_camera: object, shape: tuple[int, ...], scene: str) -> np.n
     return mask.astype(bool, copy=False)
 
 
+def _frame_info(scene: str, tokens: list[str], t: int, pose: np.ndarray, start: int) -> dict:
+    return {
+        "timestamp": start + FRAME_PERIOD_US * t,
+        "ego_pose": {
+            "translation": [float(pose[0]), float(pose[1]), 0.0],
+            "rotation": list(yaw_to_quaternion(float(pose[2]))),
+        },
+        "gt_path": f"gts/{scene}/{tokens[t]}/labels.npz",
+        "prev": tokens[t - 1] if t > 0 else "",
+        "next": tokens[t + 1] if t + 1 < len(tokens) else "",
+    }
+
+
+def write_scene_frames(
+    root: str | Path,
+    scene: str,
+    semantics: np.ndarray,
+    poses_xy_yaw: np.ndarray,
+    mask_camera: np.ndarray | None = None,
+    timestamp_start: int = 0,
+) -> dict[str, dict]:
+    """Write the frame files of ``scene`` under ``root`` (each atomically) without
+    registering the scene; returns its frame infos for :meth:`Occ3DWriter.add_scene`.
+
+    Scenes may be written so in several processes at once; one writer registers them. Until
+    it does, a resumed export writes the scene again. Arguments as
+    :meth:`Occ3DWriter.write_scene`; everything is checked before the first file is written.
+    """
+    check_name(scene, "scene name")
+    semantics = check_occupancy(semantics, f"scene {scene!r} semantics", ndim=4)
+    if len(semantics) == 0:
+        raise ValueError(f"scene {scene!r} has no frames; expected semantics (T>=1, X, Y, Z)")
+    poses = _check_poses(poses_xy_yaw, len(semantics), scene)
+    mask = _check_mask(mask_camera, semantics.shape, scene)
+    last = MAX_TIMESTAMP_US - FRAME_PERIOD_US * len(semantics)
+    check_int(timestamp_start, "timestamp_start", 0, last)
+
+    tokens = [f"{scene}-{t:04d}" for t in range(len(semantics))]
+    frames = {
+        token: _frame_info(scene, tokens, t, poses[t], timestamp_start)
+        for t, token in enumerate(tokens)
+    }
+    for t, token in enumerate(tokens):
+        write_npz_atomic(
+            Path(root) / frames[token]["gt_path"],
+            semantics=semantics[t].astype(np.uint8),
+            mask_lidar=mask[t].astype(np.uint8),
+            mask_camera=mask[t].astype(np.uint8),
+        )
+    return frames
+
+
 class Occ3DWriter:
     """Accumulates scenes under ``root`` and keeps ``root/annotations.json`` up to date.
 
@@ -113,6 +165,23 @@ class Occ3DWriter:
             split: split the scene belongs to (a plain name).
             timestamp_start: timestamp of the first frame in microseconds (frames 0.5 s apart).
         """
+        self._check_new(scene, split)
+        frames = write_scene_frames(
+            self.root, scene, semantics, poses_xy_yaw, mask_camera, timestamp_start
+        )
+        self.add_scene(scene, frames, split)
+
+    def add_scene(self, scene: str, frames: dict[str, dict], split: str = "train") -> None:
+        """Register ``scene``, whose frame files :func:`write_scene_frames` wrote (in this or
+        another process), in ``annotations.json``: from then on it counts as complete."""
+        self._check_new(scene, split)
+        members = self._splits.get(split, [])
+        scene_infos = {**self._scene_infos, scene: frames}
+        splits = {**self._splits, split: [*members, scene]}
+        self._flush(scene_infos, splits)
+        self._scene_infos, self._splits = scene_infos, splits  # only once it is on disk
+
+    def _check_new(self, scene: str, split: str) -> None:
         check_name(scene, "scene name")
         check_name(split, "split name")
         if scene in self._scene_infos:
@@ -120,44 +189,6 @@ class Occ3DWriter:
                 f"scene {scene!r} is already complete in {self.annotations_path}; a resumed "
                 "export skips it (pick another name to add a scene)"
             )
-        semantics = check_occupancy(semantics, f"scene {scene!r} semantics", ndim=4)
-        if len(semantics) == 0:
-            raise ValueError(f"scene {scene!r} has no frames; expected semantics (T>=1, X, Y, Z)")
-        poses = _check_poses(poses_xy_yaw, len(semantics), scene)
-        mask = _check_mask(mask_camera, semantics.shape, scene)
-        last = MAX_TIMESTAMP_US - FRAME_PERIOD_US * len(semantics)
-        check_int(timestamp_start, "timestamp_start", 0, last)
-
-        tokens = [f"{scene}-{t:04d}" for t in range(len(semantics))]
-        frames = {
-            token: self._frame_info(scene, tokens, t, poses[t], timestamp_start)
-            for t, token in enumerate(tokens)
-        }
-        for t, token in enumerate(tokens):
-            write_npz_atomic(
-                self.root / frames[token]["gt_path"],
-                semantics=semantics[t].astype(np.uint8),
-                mask_lidar=mask[t].astype(np.uint8),
-                mask_camera=mask[t].astype(np.uint8),
-            )
-        members = self._splits.get(split, [])
-        scene_infos = {**self._scene_infos, scene: frames}
-        splits = {**self._splits, split: [*members, scene]}
-        self._flush(scene_infos, splits)
-        self._scene_infos, self._splits = scene_infos, splits  # only once it is on disk
-
-    @staticmethod
-    def _frame_info(scene: str, tokens: list[str], t: int, pose: np.ndarray, start: int) -> dict:
-        return {
-            "timestamp": start + FRAME_PERIOD_US * t,
-            "ego_pose": {
-                "translation": [float(pose[0]), float(pose[1]), 0.0],
-                "rotation": list(yaw_to_quaternion(float(pose[2]))),
-            },
-            "gt_path": f"gts/{scene}/{tokens[t]}/labels.npz",
-            "prev": tokens[t - 1] if t > 0 else "",
-            "next": tokens[t + 1] if t + 1 < len(tokens) else "",
-        }
 
     def _flush(self, scene_infos: dict, splits: dict) -> None:
         payload: dict[str, object] = {f"{name}_split": scenes for name, scenes in splits.items()}

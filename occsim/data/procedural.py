@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from occsim.data.occ3d_writer import Occ3DWriter
+from occsim.data.occ3d_writer import Occ3DWriter, write_scene_frames
 from occsim.procedural import MANEUVERS, ProceduralWorld, WorldConfig
 from occsim.validation import check_int
 
@@ -76,7 +80,7 @@ class ProceduralClips(Dataset):
         world = self._world(map_seed)
         world.reset(episode_seed, maneuver)
         out = world.rollout(self.clip_len)
-        scene = f"proc-{self.seed}-{index:06d}"
+        scene = _scene_name(self.seed, index)
         out.update(
             scene=scene,
             tokens=[f"{scene}-{t:04d}" for t in range(self.clip_len)],
@@ -92,16 +96,73 @@ class ProceduralClips(Dataset):
         return out
 
 
-def export_occ3d(clips: ProceduralClips, root: str | Path, split: str = "train") -> int:
-    """Write ``clips`` under ``root`` in the Occ3D layout; resumes, returns clips written now."""
+def _scene_name(seed: int, index: int) -> str:
+    return f"proc-{seed}-{index:06d}"
+
+
+def export_occ3d(
+    clips: ProceduralClips, root: str | Path, split: str = "train", workers: int = 1
+) -> int:
+    """Write ``clips`` under ``root`` in the Occ3D layout; resumes, returns clips written now.
+
+    With ``workers > 1`` the clips are built and their frame files written in that many
+    processes; this process registers them in ``annotations.json`` in clip order, so the
+    files are the same as with one worker and an interrupted export resumes the same way.
+    """
+    workers = check_int(workers, "workers", 1)
     writer = Occ3DWriter(root)
     done = set(writer.scenes)
-    written = 0
-    for index in tqdm(range(len(clips)), desc=f"export {split}", unit="clip"):
-        scene = f"proc-{clips.seed}-{index:06d}"
-        if scene in done:
-            continue
+    todo = [i for i in range(len(clips)) if _scene_name(clips.seed, i) not in done]
+    scenes = _written_scenes(clips, writer.root, todo, workers)
+    progress = tqdm(total=len(todo), desc=f"export {split}", unit="clip")
+    with contextlib.closing(scenes), progress:
+        for scene, frames in scenes:
+            writer.add_scene(scene, frames, split)
+            progress.update()
+    return len(todo)
+
+
+def _written_scenes(
+    clips: ProceduralClips, root: Path, indices: list[int], workers: int
+) -> Iterator[tuple[str, dict]]:
+    """``(scene, frame infos)`` of the clips ``indices``, in order, once their files exist."""
+    tasks = _tasks(indices, clips.clips_per_map, workers)
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield from _write_clips(clips, root, task)
+        return
+    # spawn: a fresh interpreter per worker, never a fork of this one's threads and state.
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context)
+    try:
+        futures = [executor.submit(_write_clips, clips, root, task) for task in tasks]
+        for future in futures:
+            yield from future.result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _tasks(indices: list[int], clips_per_map: int, workers: int) -> list[list[int]]:
+    """Runs of consecutive clips on one map (its world is built once per task), halved while
+    there are fewer tasks than workers."""
+    tasks: list[list[int]] = []
+    for index in indices:
+        if tasks and tasks[-1][-1] == index - 1 and index % clips_per_map:
+            tasks[-1].append(index)
+        else:
+            tasks.append([index])
+    while len(tasks) < workers and max((len(task) for task in tasks), default=1) > 1:
+        longest = max(range(len(tasks)), key=lambda k: len(tasks[k]))
+        task = tasks[longest]
+        tasks[longest : longest + 1] = [task[: len(task) // 2], task[len(task) // 2 :]]
+    return tasks
+
+
+def _write_clips(clips: ProceduralClips, root: Path, indices: list[int]) -> list[tuple[str, dict]]:
+    """Build the clips ``indices`` and write their frame files (in a worker or in-process)."""
+    written = []
+    for index in indices:
         clip = clips.clip(index)
-        writer.write_scene(scene, clip["occupancy"], clip["poses"], split=split)
-        written += 1
+        frames = write_scene_frames(root, clip["scene"], clip["occupancy"], clip["poses"])
+        written.append((clip["scene"], frames))
     return written
