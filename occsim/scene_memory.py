@@ -229,7 +229,8 @@ def compose(
     building). With ``predicted`` (road users the world has seen, moved on, as
     :meth:`~occsim.road_user_tracks.RoadUserTracks.predict` gives them; 255 elsewhere),
     seen columns show only those, and generated road users remain only in columns the
-    memory has never seen."""
+    memory has never seen; voxels of seen columns the memory does not know (a road user
+    stood there) become free space over ground."""
     known = projected != UNKNOWN
     user = _DYNAMIC[generated]
     open_space = (projected == FREE_ID) | _GROUND[projected]
@@ -237,12 +238,18 @@ def compose(
         return np.where(known & ~(user & open_space), projected, generated).astype(np.uint8)
     seen_column = known.any(axis=-1, keepdims=True)
     out = np.where(known, projected, generated)
-    # In seen columns a generated road user is never kept: where the memory does not know
-    # the voxel (a road user stood there when it was seen), it is free, or road underfoot.
-    stale = seen_column & ~known & user
+    # In a seen column the memory misses only voxels a road user stood in when it was seen;
+    # road users move on, and what they leave is free space over ground. Whatever the frame
+    # generated there (a road user, or structure that would then stay) is replaced: free,
+    # and on the ground layer the generated ground class, else road.
+    stale = seen_column & ~known
     out[stale] = FREE_ID
     ground = out[:, :, _GROUND_INDEX]
-    ground[stale[:, :, _GROUND_INDEX]] = DRIVEABLE_SURFACE
+    under = stale[:, :, _GROUND_INDEX]
+    generated_ground = generated[:, :, _GROUND_INDEX]
+    ground[under] = np.where(
+        _GROUND[generated_ground[under]], generated_ground[under], DRIVEABLE_SURFACE
+    )
     placed = (predicted != UNKNOWN) & ((out == FREE_ID) | _GROUND[out] | _DYNAMIC[out])
     out[placed] = predicted[placed]
     return out.astype(np.uint8)

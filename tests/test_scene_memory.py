@@ -162,6 +162,28 @@ def test_composition_keeps_known_structure_and_road_users_on_known_road():
     assert np.array_equal(compose(generated, projected)[180:], generated[180:])
 
 
+def test_where_a_seen_road_user_stood_the_world_is_free_over_ground():
+    memory = SceneMemory()
+    memory.insert(car_at(street(), 120, 95), np.zeros(3))  # a car on the road, seen
+    projected = memory.project(np.zeros(3))
+    assert (projected[120:131, 95:100, G : G + 4] == UNKNOWN).all()  # hidden by the car
+    generated = street()
+    generated[118:133, 93:102, G : G + 3] = MANMADE  # structure generated where it stood
+    generated[118:133, 93:102, G] = SIDEWALK
+    nothing = np.full(OCC3D_GRID.shape, UNKNOWN, dtype=np.uint8)  # no road user predicted
+    composed = compose(generated, projected, nothing)
+    # The car has gone: free space where it stood, the generated ground class underfoot.
+    assert (composed[120:131, 95:100, G + 1 : G + 4] == FREE_ID).all()
+    assert (composed[120:131, 95:100, G] == SIDEWALK).all()
+    # Generated structure over a generated non-ground class on the ground layer: road.
+    generated[120:131, 95:100, G] = MANMADE
+    assert (compose(generated, projected, nothing)[120:131, 95:100, G] == DRIVEABLE_SURFACE).all()
+    # Known voxels around it keep the memory's classes.
+    assert (
+        composed[118:120, 93:102, G + 1 : G + 3] == projected[118:120, 93:102, G + 1 : G + 3]
+    ).all()
+
+
 def test_a_seen_car_drives_on_at_its_velocity_and_a_parked_one_stays():
     tracks = RoadUserTracks()
     parked = car_at(street(), 60, 125)  # off to the left, never moves
