@@ -92,7 +92,12 @@ CHECKS: dict[str, Check] = {
     f"{OCC} eval closed-loop --clips 4 --steps 5": Check(
         run=f"{OCC} eval closed-loop --clips 1 --steps 1", slow=True
     ),
-    f"{OCC} bench": Check(run=f"{OCC} bench --steps 2 --batch 2", slow=True),
+    f"{OCC} eval sweep --clips 4 --steps 5": Check(
+        run=f"{OCC} eval sweep --clips 1 --steps 1 --steps-list 1 --schedulers DDIMScheduler "
+        "--guidances 1",
+        slow=True,
+    ),
+    f"{OCC} bench": Check(run=f"{OCC} bench --steps 2 --batch 2 --no-scaling", slow=True),
     f"{OCC} data procedural --out data/procedural --clips 200 --clip-len 16 --seed 0": Check(
         run=f"{OCC} data procedural --out data/procedural --clips 2 --clip-len 16 --seed 0"
     ),
@@ -121,6 +126,14 @@ CHECKS: dict[str, Check] = {
         run=".venv/bin/python scripts/bundle_model.py runs/dit/pipeline --tokenizer "
         "runs/tokenizer_ft/final --out bundled",
         setup=(*TRAIN_DATA, TOKENIZER, DIT, f"{FINETUNE} {ONE_STEP}"),
+        slow=True,
+    ),
+    f"{OCC} data procedural --out data/procedural --clips 240 --clip-len 40 --seed 0 "
+    "--workers 2": Check(run=f"{TRAIN_DATA[1]} --workers 2"),
+    f"{OCC} train dit --config assets/configs/dit_memory.yaml": Check(
+        run=f"{OCC} train dit --config assets/configs/dit_memory.yaml {ONE_STEP} "
+        "optim.batch_size=2",
+        setup=TRAIN_DATA,
         slow=True,
     ),
     f"{OCC} train tokenizer --config assets/configs/tokenizer_default.yaml --resume latest": Check(
