@@ -279,6 +279,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     table = scaling_table(pipe, num_inference_steps=args.solver_steps, guidance_scale=args.guidance)
     report = scaling_report(table, args.solver_steps * (2 if args.guidance != 1.0 else 1))
+    if args.json:  # beside the figures' file, not over it
+        args.json = args.json.with_name(f"{args.json.stem}-scaling{args.json.suffix}")
     _finish(report, args)
 
 

@@ -168,7 +168,9 @@ def scaling_report(rows: list[CostRow], passes: int) -> Report:
         "frames a step is not possible, as the tokenizer folds 4 frames into a latent frame.",
         f"H100 column: a roofline estimate from the FLOP count (bf16 peak {H100_BF16_TFLOPS:.0f}"
         f" TFLOP/s at {GPU_EFFICIENCY:.0%} efficiency, {GPU_PASS_OVERHEAD_S * 1e3:.0f} ms launch"
-        " floor a denoising pass, weights read once a pass), not a measurement.",
+        " floor a denoising pass, weights read once a pass), not a measurement; it leaves out"
+        " the scene memory's numpy work (projection, composition, tracks), which runs on the"
+        " CPU whatever the accelerator.",
     ]
     for frames in sorted({row.frames for row in rows}):
         smallest = min((r for r in rows if r.frames == frames), key=lambda r: r.batch)
