@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
 from occsim.validation import check_float, check_int
 
 OBSERVATION_KEYS = ("occupancy", "ego", "bev")
@@ -71,8 +72,8 @@ class OccEnvConfig:
     rewards: RewardWeights = field(default_factory=RewardWeights)
     map_seed: int | None = None
     pipeline_path: str | None = None
-    num_inference_steps: int = 10
-    guidance_scale: float = 2.0
+    num_inference_steps: int = DEFAULT_SOLVER_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE
     scene_memory: bool = True
     scheduler: str = "DDIMScheduler"
     device: str = "cpu"

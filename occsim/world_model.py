@@ -26,6 +26,7 @@ from occsim.memory_condition import memory_condition
 from occsim.pipeline import OccSoraPipeline
 from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
+from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
 from occsim.scene_memory import SceneMemory, compose
 from occsim.tokenizer import StreamCache
 from occsim.validation import check_float, check_int
@@ -124,8 +125,8 @@ class WorldModelRollout:
         self,
         pipe: OccSoraPipeline,
         frames_per_step: int,
-        num_inference_steps: int = 10,
-        guidance_scale: float = 2.0,
+        num_inference_steps: int = DEFAULT_SOLVER_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         scene_memory: bool = False,
     ) -> None:
         factor = pipe.tokenizer.temporal_factor

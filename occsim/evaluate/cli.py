@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
+
 HELD_OUT_SEED = 10_000  # procedural dataset seed never used in training (DataConfig.val_seed)
 
 
@@ -293,8 +295,8 @@ def _common(parser: argparse.ArgumentParser, clips: int, steps: int) -> None:
     parser.add_argument("--data-seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--clips", type=int, default=clips, help="clips / episodes")
     parser.add_argument("--steps", type=int, default=steps, help="env steps")
-    parser.add_argument("--solver-steps", type=int, default=10)
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--solver-steps", type=int, default=DEFAULT_SOLVER_STEPS)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE, help="1: off")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
 
