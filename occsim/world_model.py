@@ -340,7 +340,8 @@ class WorldModelRollout:
         """The frames ``(N, frames_per_step, X, Y, Z)`` of N candidate futures at world
         ``poses (N, frames_per_step, 3)``, generated as one batch with noise from
         ``generator`` and decoded from the episode's stream; the episode is unchanged.
-        (Raw generated frames: the scene memory is not applied, to keep a planner fast.)"""
+        (Raw generated frames: the scene memory is neither shown to the DiT nor applied, to
+        keep a planner fast.)"""
         poses = np.asarray(poses, dtype=np.float64)
         count = len(poses)
         trajectories = np.stack([self.window_trajectory(p) for p in poses])
