@@ -296,6 +296,17 @@ class OccDiT(ModelMixin, ConfigMixin):
         model.load_state_dict(state)
         return model if self.dtype == torch.float32 else model.to(dtype=self.dtype)
 
+    def memory_input(self, condition: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
+        """The ``memory`` argument of :meth:`forward` from a memory condition ``(B, C + 1,
+        t, h, w)`` in tokenizer space (:func:`~occsim.memory_condition.memory_condition`):
+        view latents normalised as the diffused latents are, the known fraction as is, and
+        zeros (nothing known) in the latent frames where ``shown (B, t)`` is False. The
+        pipeline and the training loop both build it here."""
+        channels = self.config.latent_channels
+        latents = (condition[:, :channels] - self.config.latent_shift) * self.config.latent_scale
+        view = torch.cat([latents, condition[:, channels:]], dim=1)
+        return view * shown[:, None, :, None, None].to(view)
+
     def forward(
         self,
         latents: torch.Tensor,

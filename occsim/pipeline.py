@@ -179,9 +179,9 @@ class OccSoraPipeline(DiffusionPipeline):
         memory = memory.to(device, dtype)
         if not torch.isfinite(memory).all():
             raise ValueError("memory must be finite")
-        channels = config.latent_channels
-        view = torch.cat([self.normalize(memory[:, :channels]), memory[:, channels:]], dim=1)
-        return F.pad(view, (0, 0, 0, 0, num_context, 0))  # context frames first, known: 0
+        window = F.pad(memory, (0, 0, 0, 0, num_context, 0))  # the context frames first
+        shown = torch.arange(config.latent_frames, device=device) >= num_context
+        return self.transformer.memory_input(window, shown.expand(batch, -1))
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

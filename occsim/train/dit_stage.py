@@ -275,12 +275,9 @@ def _training_memory(
     normalised view latents and known fractions of the generated frames, zeros for context
     frames, frames without a view and samples whose memory is withheld (``dropout``)."""
     memory = batch["memory"].to(context_mask.device)
-    channels = model.config.latent_channels
-    latents = (memory[:, :channels] - model.config.latent_shift) * model.config.latent_scale
     withheld = torch.rand(len(memory), generator=generator, device=memory.device) < dropout
     shown = batch["memory_present"].to(memory.device) & ~context_mask & ~withheld[:, None]
-    view = torch.cat([latents, memory[:, channels:]], dim=1)
-    return view * shown[:, None, :, None, None]
+    return model.memory_input(memory, shown)
 
 
 def _latent_cache(
