@@ -28,7 +28,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
-from occsim.latent_warp import motion_prior
+from occsim.latent_warp import PADDINGS, motion_prior
 
 DIT_PRESETS: dict[str, dict] = {
     # The paper's latent 128x4x25x25 (32 frames), DiT-XL-sized trunk of 28 blocks.
@@ -197,6 +197,8 @@ class OccDiT(ModelMixin, ConfigMixin):
             clean sample. It follows the given trajectory in both guidance passes, like
             the context itself; the null trajectory drops the embedding only.
         grid_half_extent: metres from the ego to the grid's edge (Occ3D: 40), for the warp.
+        prior_padding: what the prior holds where the ego sees new space: ``"zeros"`` (the
+            data mean) or ``"border"`` (the nearest seen cell, so roads go on into it).
         memory_conditioning: take the scene memory's view of the window (``latent_channels``
             latents and one known-fraction channel per latent frame) as extra inputs.
             :meth:`with_memory_conditioning` adds them to a trained model with zero
@@ -222,8 +224,11 @@ class OccDiT(ModelMixin, ConfigMixin):
         context_prior: bool = False,
         grid_half_extent: float = 40.0,
         memory_conditioning: bool = False,
+        prior_padding: str = "zeros",
     ) -> None:
         super().__init__()
+        if prior_padding not in PADDINGS:
+            raise ValueError(f"prior_padding must be one of {PADDINGS}, got {prior_padding!r}")
         pt, ph, pw = patch_size
         h, w = latent_size
         if latent_frames % pt or h % ph or w % pw:
@@ -296,6 +301,16 @@ class OccDiT(ModelMixin, ConfigMixin):
         model.load_state_dict(state)
         return model if self.dtype == torch.float32 else model.to(dtype=self.dtype)
 
+    def with_prior_padding(self, padding: str) -> OccDiT:
+        """This model's weights in a DiT whose motion prior pads new space with ``padding``
+        (see ``prior_padding``); itself when it already does."""
+        if padding == self.config.prior_padding:
+            return self
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        model = type(self)(**{**config, "prior_padding": padding}).to(self.device)
+        model.load_state_dict(self.state_dict())
+        return model if self.dtype == torch.float32 else model.to(dtype=self.dtype)
+
     def memory_input(self, condition: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
         """The ``memory`` argument of :meth:`forward` from a memory condition ``(B, C + 1,
         t, h, w)`` in tokenizer space (:func:`~occsim.memory_condition.memory_condition`):
@@ -355,6 +370,7 @@ class OccDiT(ModelMixin, ConfigMixin):
                 trajectory,
                 self.config.trajectory_length // t,
                 self.config.grid_half_extent,
+                self.config.prior_padding,
             )
             inputs = torch.cat([latents, prior], dim=1)
         if self.memory_channels:

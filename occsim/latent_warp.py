@@ -5,6 +5,11 @@ trajectory says how the ego moves. Warping the last clean latent frame into each
 frame's ego frame gives the DiT a motion-compensated prior (``OccDiT(context_prior=True)``):
 it then predicts what differs from a static world (traffic, newly visible space) instead of
 re-deriving the whole scene through its narrow trunk.
+
+Space the ego has not seen yet is outside the old grid. With ``padding="zeros"`` it is the
+data mean; with ``padding="border"`` each such cell repeats the nearest cell of the old
+grid, so a road that leaves the old view at its edge goes on straight into the new space
+(the common case), and the trunk only corrects where it does not.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 MIN_STEP = 0.05  # metres: below this the heading is carried over (standing still)
+PADDINGS = ("zeros", "border")
 
 
 def trajectory_headings(trajectory: torch.Tensor) -> torch.Tensor:
@@ -47,12 +53,17 @@ def relative_pose(origin: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([c * dx + s * dy, -s * dx + c * dy, target[:, 2] - origin[:, 2]], dim=1)
 
 
-def warp_to_pose(latent: torch.Tensor, pose: torch.Tensor, half_extent: float) -> torch.Tensor:
+def warp_to_pose(
+    latent: torch.Tensor, pose: torch.Tensor, half_extent: float, padding: str = "zeros"
+) -> torch.Tensor:
     """Latent BEV frames ``(B, C, h, w)`` (axes x, y of the ego grid, centred on the ego)
     resampled into the ego frame at ``pose (B, 3)`` of the frame they were seen from.
 
-    Cells that come from outside the old grid are zero (the data mean after normalisation).
+    Cells that come from outside the old grid are zero (the data mean after normalisation)
+    with ``padding="zeros"``, the nearest edge cell with ``padding="border"``.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     h, w = latent.shape[-2:]
     xs = (torch.arange(h, device=latent.device, dtype=latent.dtype) + 0.5) / h * 2 - 1
     ys = (torch.arange(w, device=latent.device, dtype=latent.dtype) + 0.5) / w * 2 - 1
@@ -63,7 +74,7 @@ def warp_to_pose(latent: torch.Tensor, pose: torch.Tensor, half_extent: float) -
     old_y = s * gx + c * gy + pose[:, 1, None, None]
     # grid_sample's last coordinate pair is (width, height) = (y, x), normalised to [-1, 1].
     grid = torch.stack([old_y / half_extent, old_x / half_extent], dim=-1)
-    return F.grid_sample(latent, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(latent, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def motion_prior(
@@ -72,9 +83,11 @@ def motion_prior(
     trajectory: torch.Tensor,
     frames_per_latent: int,
     half_extent: float,
+    padding: str = "zeros",
 ) -> torch.Tensor:
     """``(B, C, t, h, w)``: each frame after the context is the last context frame warped
-    to its pose; context frames are themselves; everything is zero without context."""
+    to its pose (``padding`` as :func:`warp_to_pose`); context frames are themselves;
+    everything is zero without context."""
     b, _, t = latents.shape[:3]
     count = context_mask.sum(dim=1)  # context frames lead the window
     last = (count - 1).clamp(min=0)
@@ -83,7 +96,7 @@ def motion_prior(
     origin = poses[torch.arange(b, device=latents.device), last]
     frames = []
     for j in range(t):
-        warped = warp_to_pose(source, relative_pose(origin, poses[:, j]), half_extent)
+        warped = warp_to_pose(source, relative_pose(origin, poses[:, j]), half_extent, padding)
         frames.append(torch.where(context_mask[:, j, None, None, None], latents[:, :, j], warped))
     prior = torch.stack(frames, dim=2)
     return prior * (count > 0).to(prior.dtype)[:, None, None, None, None]

@@ -20,6 +20,7 @@ from safetensors import safe_open
 
 from occsim.dit import OccDiT
 from occsim.labels import NUM_CLASSES
+from occsim.latent_warp import PADDINGS
 from occsim.tokenizer import OccTokenizer
 from occsim.validation import check_float, check_int
 
@@ -67,6 +68,14 @@ def _below_one(value: Any, name: str) -> None:
         raise ValueError(f"{name} must lie in [0, 1), got {value}")
 
 
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    def check(value: Any, name: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+    return check
+
+
 def _num_classes(value: Any, name: str) -> None:
     if check_int(value, name) != NUM_CLASSES:
         raise ValueError(f"{name} must be {NUM_CLASSES} (the Occ3D classes), got {value}")
@@ -108,6 +117,7 @@ CONFIG_RULES: dict[type, dict[str, Rule]] = {
         "context_prior": _flag,
         "grid_half_extent": _float(0.0, open_min=True),
         "memory_conditioning": _flag,
+        "prior_padding": _one_of(PADDINGS),
     },
 }
 

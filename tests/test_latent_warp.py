@@ -69,3 +69,44 @@ def test_dit_with_context_prior_starts_from_the_warped_context():
     # Zero-initialised output layer: the prediction is the prior, here the context itself.
     torch.testing.assert_close(out[0, :8, 1], latents[0, :, 0], atol=1e-5, rtol=0)
     assert model.x_embedder.in_features == 2 * 8 * 2 * 2
+
+
+def road_along_x(size: int = 50, column: int = 20) -> torch.Tensor:
+    frame = torch.zeros(1, 1, size, size)
+    frame[0, 0, :, column] = 1.0
+    return frame
+
+
+def test_border_padding_carries_a_road_at_the_edge_into_new_space():
+    # Three cells forward: the last three rows (x beyond the old view) are new space.
+    ahead = torch.tensor([[3 * CELL, 0.0, 0.0]])
+    zeros = warp_to_pose(road_along_x(), ahead, 40.0)[0, 0]
+    border = warp_to_pose(road_along_x(), ahead, 40.0, padding="border")[0, 0]
+    assert zeros[-3:, 20].abs().max() == 0  # the data mean: the road stops
+    torch.testing.assert_close(border[:, 20], torch.ones(50), atol=1e-5, rtol=0)
+    torch.testing.assert_close(border[:-3], zeros[:-3], atol=1e-5, rtol=0)  # seen: same
+    assert border[:, 21].abs().max() < 1e-5  # beside the road stays as it was
+    with pytest.raises(ValueError, match="padding must be one of"):
+        warp_to_pose(road_along_x(), ahead, 40.0, padding="reflection")
+
+
+def test_a_dit_with_border_padding_predicts_the_road_going_on():
+    model = OccDiT.from_preset("tiny", latent_size=(10, 10), context_prior=True).eval()
+    bordered = model.with_prior_padding("border")
+    assert bordered.config.prior_padding == "border" and model.config.prior_padding == "zeros"
+    assert model.with_prior_padding("zeros") is model
+    for (name, a), b in zip(model.state_dict().items(), bordered.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    latents = torch.zeros(1, 8, 2, 10, 10)
+    latents[0, :, 0, :, 4] = 1.0  # a road along x in the context frame
+    trajectory = torch.zeros(1, 4, 2)
+    trajectory[0, :, 0] = torch.tensor([0.0, 0.0, 8.0, 16.0])  # new frame: two 8 m cells on
+    mask = torch.tensor([[True, False]])
+    with torch.no_grad():
+        stops = model(latents, torch.tensor([500]), trajectory, mask)[0, :8, 1]
+        goes_on = bordered(latents, torch.tensor([500]), trajectory, mask)[0, :8, 1]
+    # Zero-initialised output layer: the prediction is the prior.
+    assert stops[:, -2:, 4].abs().max() < 1e-5
+    torch.testing.assert_close(goes_on[:, :, 4], torch.ones(8, 10), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="prior_padding must be one of"):
+        OccDiT.from_preset("tiny", latent_size=(10, 10), prior_padding="wrap")

@@ -482,6 +482,15 @@ def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path,
             "optim.learning_rate=0.01",
         )
     )
+    bordered = train_dit(
+        config(
+            tmp_path / "border",
+            f"init_from={base}",
+            "model_overrides={prior_padding: border}",
+            "optim.max_steps=1",
+        )
+    )
+    assert OccDiT.from_pretrained(bordered / "transformer").config.prior_padding == "border"
     before = OccDiT.from_pretrained(base / "transformer")
     after = OccDiT.from_pretrained(grown / "transformer")
     assert after.config.memory_conditioning and not before.config.memory_conditioning

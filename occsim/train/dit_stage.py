@@ -234,8 +234,9 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
 
 def _continue_model(config: DiTTrainConfig) -> OccDiT:
     """The DiT of ``config.init_from`` (a pipeline or transformer folder), given the memory
-    inputs if ``model_overrides`` asks for them; any other override is refused, since the
-    weights fix the model's shape."""
+    inputs if ``model_overrides`` asks for them and the ``prior_padding`` it names (the
+    weights do not depend on it); any other override is refused, since the weights fix
+    the model's shape."""
     source = Path(config.init_from)
     folder = source / "transformer" if (source / "transformer").is_dir() else source
     if not (folder / "config.json").is_file():
@@ -246,11 +247,13 @@ def _continue_model(config: DiTTrainConfig) -> OccDiT:
     model = load_model(OccDiT, folder, torch.float32)
     overrides = dict(config.model_overrides)
     wants_memory = bool(overrides.pop("memory_conditioning", model.config.memory_conditioning))
+    if "prior_padding" in overrides:
+        model = model.with_prior_padding(overrides.pop("prior_padding"))
     changed = {k: v for k, v in overrides.items() if model.config.get(k) != _plain(v)}
     if changed:
         raise ValueError(
             f"model_overrides {sorted(changed)} differ from the DiT in init_from {source}; "
-            "with init_from only memory_conditioning may be added"
+            "with init_from only memory_conditioning may be added and prior_padding changed"
         )
     if wants_memory and not model.config.memory_conditioning:
         model = model.with_memory_conditioning()
