@@ -133,6 +133,19 @@ def test_stray_voxels_never_become_road_users():
     assert np.array_equal(kept[:, :, : G + 1] != FREE_ID, frame[:, :, : G + 1] != FREE_ID)
 
 
+def test_a_road_user_smeared_longer_than_its_class_is_dropped():
+    frame = car_at(street(), 130, 95)
+    frame[40:90, 96:101, G : G + 4] = CAR  # 20 m of car: a smear, not a car (14 m at most)
+    frame[0:40, 102:107, G : G + 4] = CAR  # cut by the view's edge, and still 16 m long
+    frame[150:158, 102:104, G : G + 4] = PEDESTRIAN  # a 3.3 m pedestrian
+    kept = keep_road_users(frame)
+    assert (kept[130:141, 95:100, G : G + 4] == CAR).all()  # a 4.4 m car stays
+    assert (kept[40:90, 96:101, G + 1 :] == FREE_ID).all()
+    assert (kept[0:40, 102:107, G + 1 :] == FREE_ID).all()
+    assert (kept[150:158, 102:104, G + 1 :] == FREE_ID).all()
+    assert (kept[40:90, 96:101, G] == DRIVEABLE_SURFACE).all()  # the road underneath
+
+
 def test_a_road_user_takes_one_class_and_needs_usable_ground():
     frame = car_at(street(), 130, 95)
     frame[131, 96, G + 1] = BICYCLE  # a few voxels of another class inside the car
