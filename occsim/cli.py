@@ -7,6 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from occsim.cli_types import at_least
+from occsim.sampler_defaults import DEFAULT_SOLVER_STEPS
+
 
 def _data_procedural(args: argparse.Namespace) -> None:
     from occsim.data.procedural import ProceduralClips, export_occ3d
@@ -154,8 +157,10 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
         help="headless agent: planner, "
         "constant, random, maneuver:<straight|left|right|stop|accelerate>",
     )
-    drive.add_argument("--steps", type=int, default=10, help="headless steps")
-    drive.add_argument("--solver-steps", type=int, default=10, help="denoising steps")
+    drive.add_argument("--steps", type=at_least(1), default=10, help="headless steps")
+    drive.add_argument(
+        "--solver-steps", type=at_least(1), default=DEFAULT_SOLVER_STEPS, help="denoising steps"
+    )
     drive.add_argument("--out", type=Path, default=Path("outputs/drive"), help="headless output")
     drive.add_argument("--3d", dest="three_d", action="store_true", help="open3d view too")
     drive.add_argument("--record", type=Path, help="write the episode record here (window)")

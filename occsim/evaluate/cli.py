@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from occsim.cli_types import at_least, numbers
 from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
 
 HELD_OUT_SEED = 10_000  # procedural dataset seed never used in training (DataConfig.val_seed)
@@ -185,8 +186,8 @@ def _sweep(args: argparse.Namespace) -> None:
     settings = [
         (scheduler, int(steps), float(guidance))
         for scheduler in args.schedulers.split(",")
-        for steps in args.steps_list.split(",")
-        for guidance in args.guidances.split(",")
+        for steps in args.steps_list
+        for guidance in args.guidances
     ]
 
     def make_learned(solver_steps: int, guidance: float) -> OccSoraEnv:
@@ -286,16 +287,22 @@ def _bench(args: argparse.Namespace) -> None:
     _finish(report, args)
 
 
-def _common(parser: argparse.ArgumentParser, clips: int, steps: int) -> None:
+def _common(
+    parser: argparse.ArgumentParser, clips: int, steps: int, fd_clips: bool = False
+) -> None:
     parser.add_argument("--pipeline", type=Path, help="world model folder (default: bundled)")
     parser.add_argument(
         "--data", default="procedural", help="'procedural' (held-out seeds) or an Occ3D root"
     )
     parser.add_argument("--split", default="val", help="Occ3D split")
     parser.add_argument("--data-seed", type=int, default=HELD_OUT_SEED)
-    parser.add_argument("--clips", type=int, default=clips, help="clips / episodes")
-    parser.add_argument("--steps", type=int, default=steps, help="env steps")
-    parser.add_argument("--solver-steps", type=int, default=DEFAULT_SOLVER_STEPS)
+    # generate's Fréchet distance needs two clips at least; a stepping command one step.
+    parser.add_argument(
+        "--clips", type=at_least(2 if fd_clips else 1), default=clips, help="clips / episodes"
+    )
+    stepping = at_least(1 if steps else 0)
+    parser.add_argument("--steps", type=stepping, default=steps, help="env steps")
+    parser.add_argument("--solver-steps", type=at_least(1), default=DEFAULT_SOLVER_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE, help="1: off")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
@@ -315,7 +322,7 @@ def add_commands(commands) -> None:
         ("sweep", _sweep, "fidelity and step time over sampler settings", 8, 10),
     ):
         parser = kinds.add_parser(name, help=help_text)
-        _common(parser, clips, steps)
+        _common(parser, clips, steps, fd_clips=name == "generate")
         parser.set_defaults(handler=handler)
         if name == "generate":
             parser.add_argument("--steps-list", default="10,100", help="solver steps to sweep")
@@ -332,20 +339,24 @@ def add_commands(commands) -> None:
                 "--no-scene-memory", action="store_true", help="regenerate everything each step"
             )
         if name == "sweep":
-            parser.add_argument("--steps-list", default="1,2,4,10", help="solver steps to sweep")
+            parser.add_argument(
+                "--steps-list", type=numbers(int, 1), default="1,2,4,10", help="solver steps"
+            )
             parser.add_argument(
                 "--schedulers",
                 default="DDIMScheduler,DPMSolverMultistepScheduler,UniPCMultistepScheduler",
                 help="diffusers scheduler classes",
             )
-            parser.add_argument("--guidances", default="1,2", help="guidance scales (1: off)")
+            parser.add_argument(
+                "--guidances", type=numbers(float, 0.0), default="1,2", help="scales (1: off)"
+            )
         if name == "recon":
             parser.add_argument(
                 "--tokenizer", type=Path, help="a tokenizer folder instead of a pipeline's"
             )
     bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
     _common(bench, 0, 20)
-    bench.add_argument("--batch", type=int, default=8, help="envs of the batched figure")
+    bench.add_argument("--batch", type=at_least(1), default=8, help="envs of the batched figure")
     bench.add_argument(
         "--no-scaling", action="store_true", help="skip the frames-per-step x batch table"
     )
