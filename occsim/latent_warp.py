@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MIN_STEP = 0.05  # metres: below this the heading is carried over (standing still)
+MIN_STEP = 0.05  # metres: a step this short or shorter carries the heading over (standing still)
 PADDINGS = ("zeros", "border")
 
 

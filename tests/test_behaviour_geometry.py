@@ -13,6 +13,7 @@ Every case below moves by whole cells and quarter turns, so centres land on cent
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -26,7 +27,13 @@ from occsim.geometry import (
     wrap_angle,
 )
 from occsim.labels import CAR, FREE_ID, MANMADE
-from occsim.latent_warp import chunk_poses, motion_prior, relative_pose, warp_to_pose
+from occsim.latent_warp import (
+    chunk_poses,
+    motion_prior,
+    relative_pose,
+    trajectory_headings,
+    warp_to_pose,
+)
 from occsim.scene_memory import UNKNOWN, frozen_copy, reproject, view_overlap
 
 QUARTER = math.pi / 2
@@ -59,6 +66,96 @@ def test_relative_pose_of_a_turned_origin():
     # is 3 m to its left, same heading.
     expected = torch.tensor([[8.0, 0.0, QUARTER], [0.0, 3.0, 0.0]])
     torch.testing.assert_close(relative_pose(origin, target), expected, atol=1e-6, rtol=0)
+
+
+def test_relative_pose_of_an_origin_facing_west():
+    # Facing west (yaw 180 deg) its left is south and its right north. A target 3 m west
+    # and 4 m north of it is 3 m ahead and 4 m to the right; heading north (90 deg) is a
+    # quarter turn right of west.
+    origin = torch.tensor([[10.0, 5.0, math.pi]])
+    target = torch.tensor([[7.0, 9.0, QUARTER]])
+    expected = torch.tensor([[3.0, -4.0, -QUARTER]])
+    torch.testing.assert_close(relative_pose(origin, target), expected, atol=1e-6, rtol=0)
+
+
+def test_the_last_heading_is_the_direction_of_the_last_step():
+    # East 1 m, east 1 m, then north 1 m. Central differences: waypoint 1 sees (2, 0) -> 0;
+    # waypoint 2 sees (1, 1) -> 45 deg; the last one has no successor and sees its own
+    # step (0, 1) -> 90 deg. The first is the window's origin: 0 by definition.
+    path = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 1.0]]])
+    expected = torch.tensor([[0.0, 0.0, math.pi / 4, QUARTER]])
+    torch.testing.assert_close(trajectory_headings(path), expected, atol=1e-6, rtol=0)
+
+
+def test_chunk_poses_take_x_y_yaw_of_wider_waypoints():
+    # Waypoints (x, y, yaw, speed): the pose of each chunk is the first three columns of
+    # its last frame (frames 3 and 7 for 4 frames per latent frame).
+    trajectory = torch.stack(
+        [torch.arange(8.0), torch.zeros(8), torch.full((8,), 0.5), torch.full((8,), 9.0)], -1
+    )[None]
+    expected = torch.tensor([[[3.0, 0.0, 0.5], [7.0, 0.0, 0.5]]])
+    torch.testing.assert_close(chunk_poses(trajectory, 4), expected)
+
+
+def test_motion_prior_warps_the_last_of_two_context_frames_from_its_pose():
+    # Three latent frames of 4 frames each, the first two context. Frame k lies at
+    # x = 0.4 (k - 3) m, so the chunks end at x = 0, 1.6 and 3.2 m (frames 3, 7, 11). The
+    # generated frame is the second context frame warped one cell (1.6 m) forward: its
+    # feature of 2.0 at cell (20, 25) (centre x = -7.2 m) is at -8.8 m, cell (19, 25).
+    latents = torch.zeros(1, 1, 3, 50, 50)
+    latents[0, 0, 0, 30, 30] = 1.0
+    latents[0, 0, 1, 20, 25] = 2.0
+    trajectory = torch.zeros(1, 12, 3)
+    trajectory[0, :, 0] = 0.4 * (torch.arange(12.0) - 3)
+    prior = motion_prior(latents, torch.tensor([[True, True, False]]), trajectory, 4, 40.0)
+    torch.testing.assert_close(prior[:, :, :2], latents[:, :, :2])  # context: itself
+    generated = prior[0, 0, 2]
+    assert generated[19, 25] == pytest.approx(2.0, abs=1e-4)
+    assert generated.sum() == pytest.approx(2.0, abs=1e-4)
+
+
+def test_the_warp_works_in_the_latents_dtype():
+    frame = torch.zeros(1, 1, 50, 50)
+    frame[0, 0, 30, 20] = 1.0
+    # float64: no motion maps every cell centre onto itself, to float64 precision.
+    noise = torch.randn(2, 3, 50, 50, dtype=torch.float64)
+    still = warp_to_pose(noise, torch.zeros(2, 3, dtype=torch.float64), 40.0)
+    assert still.dtype == torch.float64
+    torch.testing.assert_close(still, noise, atol=1e-12, rtol=0)
+    # bfloat16 (a half-precision model): one cell (1.6 m) forward moves cell 30 to 29.
+    half = warp_to_pose(frame.bfloat16(), torch.tensor([[1.6, 0.0, 0.0]]).bfloat16(), 40.0)
+    assert half.dtype == torch.bfloat16
+    assert torch.nonzero(half[0, 0] > 0.5).tolist() == [[29, 20]]
+    latents = torch.stack([frame, frame], dim=2).bfloat16()  # (1, 1, 2, 50, 50)
+    trajectory = torch.zeros(1, 8, 2)
+    prior = motion_prior(latents, torch.tensor([[True, False]]), trajectory, 4, 40.0)
+    assert prior.dtype == torch.bfloat16 and prior[0, 0, 1, 30, 20] > 0.5
+    path = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 1.0]]])
+    assert trajectory_headings(path.half()).dtype == torch.float16
+
+
+def test_the_warp_makes_nothing_on_the_default_device():
+    """The meta device stands in for a GPU: a tensor made on the CPU meets one there."""
+    path = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 1.0]]])
+    meta = warp_to_pose(
+        torch.zeros(2, 3, 10, 10, device="meta"), torch.zeros(2, 3, device="meta"), 8.0
+    )
+    assert meta.device.type == "meta" and meta.shape == (2, 3, 10, 10)
+    assert trajectory_headings(path.to("meta")).device.type == "meta"
+
+
+def test_the_warp_raises_no_warnings():
+    """Every step of the learned world warps; torch warns where an argument is left to
+    its default that is changing (meshgrid's indexing, grid_sample's align_corners)."""
+    warn_always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # torch warns of meshgrid once per process otherwise
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warp_to_pose(torch.zeros(1, 1, 10, 10), torch.tensor([[1.0, 2.0, 0.3]]), 8.0)
+            warp_to_pose(torch.zeros(1, 1, 10, 10), torch.zeros(1, 3), 8.0, padding="border")
+    finally:
+        torch.set_warn_always(warn_always)
 
 
 def two_features(size: int = 50) -> torch.Tensor:

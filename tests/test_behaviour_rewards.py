@@ -26,7 +26,7 @@ import occsim  # noqa: F401  (registers the environments)
 from occsim.envs import OccEnvConfig, RewardWeights
 from occsim.envs.base import OccEnv
 from occsim.envs.rewards import collides, offroad, reward_terms
-from occsim.grid import EgoState
+from occsim.grid import EgoState, GridSpec
 from occsim.labels import (
     BARRIER,
     CAR,
@@ -143,6 +143,25 @@ def test_reward_terms_weigh_each_term_and_judge_the_last_frame():
     assert terms == pytest.approx(
         {"progress": -2.0, "collision": -3.0, "offroad": -2.0, "comfort": -2.0}
     )
+
+
+def test_reward_terms_judge_the_ego_box_of_the_grid_they_are_given():
+    """A grid of the same 200 x 200 x 16 voxels that reaches 60 m behind the ego and 20 m
+    ahead: the centre of cell i along x is ``-60 + 0.4 (i + 0.5)``, so the box's cells along
+    x are 145..154 (centres -1.8 .. +1.8), not 95..104; y and z are as on the default grid.
+    With a car and the only road under that box, the step collides and stays on the road;
+    under the default grid's box there is neither (a grid left out would say the opposite)."""
+    behind = GridSpec(point_cloud_range=(-60.0, -40.0, -1.0, 20.0, 40.0, 5.4), voxel_size=0.4)
+    frame = road(TERRAIN)
+    frame[145:155, 98:102, GROUND] = DRIVEABLE_SURFACE
+    frame[150, 100, 4] = CAR
+    terms, collision, is_off = reward_terms(frame[None], 0.0, 0.0, RewardWeights(), behind)
+    assert (collision, is_off) == (True, False)
+    assert terms == pytest.approx(
+        {"progress": 0.0, "collision": -10.0, "offroad": 0.0, "comfort": 0.0}
+    )
+    # The same frame judged on the default grid: terrain and no car under cells 95..104.
+    assert reward_terms(frame[None], 0.0, 0.0, RewardWeights())[1:] == (False, True)
 
 
 # ---------------------------------------------------------------- the env on a scripted world
