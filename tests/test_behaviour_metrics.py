@@ -18,7 +18,7 @@ from occsim.agents import ConstantSpeedAgent
 from occsim.envs import ProceduralEnv
 from occsim.evaluate import closed_loop_fidelity, evaluate_forecast
 from occsim.labels import CAR, DRIVEABLE_SURFACE, FREE_ID
-from occsim.metrics import HorizonMetrics, OccupancyMetrics
+from occsim.metrics import HorizonMetrics, OccupancyMetrics, OccupancyScores
 from occsim.procedural import WorldConfig
 
 SMALL = WorldConfig(size=192.0, grid_nodes=3, vehicles=12, pedestrians=10)
@@ -278,3 +278,48 @@ def test_generation_scores_a_perfect_and_an_empty_generator(generation_inputs):
     jsd = 0.5 * ((1 - f) + f * np.log2(2 * f / (1 + f))) + 0.5 * np.log2(2 / (1 + f))
     assert 0.01 < jsd < 0.5  # a real street is mostly, not only, free space
     assert empty.class_jsd == pytest.approx(jsd, rel=1e-9)
+
+
+def test_seen_drift_splits_what_the_memory_keeps_from_what_moves_on():
+    from occsim.evaluate.closed_loop import (
+        ClosedLoopResult,
+        StepScores,
+        closed_loop_report,
+        last_seen_step,
+        seen_drift,
+    )
+    from occsim.labels import CLASS_NAMES, DYNAMIC_CLASSES, STATIC_CLASSES
+
+    def scores(static: float, road_user: float, missing: tuple[int, ...] = ()) -> OccupancyScores:
+        per_class = {CLASS_NAMES[c]: static for c in STATIC_CLASSES}
+        per_class.update({CLASS_NAMES[c]: road_user for c in DYNAMIC_CLASSES})
+        for c in missing:  # a class absent from the frames scores NaN and does not count
+            per_class[CLASS_NAMES[c]] = float("nan")
+        return OccupancyScores(iou=0.0, miou=0.0, per_class=per_class)
+
+    def step(learned: OccupancyScores, coverage: float) -> StepScores:
+        frozen = scores(50.0, 10.0)
+        regions = ("all", "seen", "new")
+        return StepScores({r: learned for r in regions}, {r: frozen for r in regions}, coverage)
+
+    # Steps 1-3 cover >= 20 % of the view, step 4 only 10 %: step 3 is the last judged.
+    result = ClosedLoopResult(
+        [
+            step(scores(90.0, 60.0), 0.9),
+            step(scores(89.0, 40.0), 0.6),
+            step(scores(88.0, 20.0, missing=DYNAMIC_CLASSES[:2]), 0.2),
+            step(scores(0.0, 0.0), 0.1),
+        ],
+        episodes=1,
+        learned_only_terminations=0,
+        exact_terminations=0,
+        learned_terminations=0,
+    )
+    assert last_seen_step(result) == 3
+    assert seen_drift(result) == {"static": (90.0, 88.0), "road users": (60.0, 20.0)}
+    assert seen_drift(result, "frozen") == {"static": (50.0, 50.0), "road users": (10.0, 10.0)}
+    note = " ".join(closed_loop_report(result).notes)
+    assert "step 1 -> 3" in note and "static classes: 90.0 -> 88.0" in note
+    assert "road users: 60.0 -> 20.0 (frozen copy 10.0 -> 10.0)" in note
+    result.steps = result.steps[3:]  # no step covers 20 %: nothing is judged
+    assert last_seen_step(result) == 0 and seen_drift(result) == {}

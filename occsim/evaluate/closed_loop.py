@@ -21,10 +21,12 @@ import torch
 from tqdm import tqdm
 
 from occsim.evaluate.generate import frechet_distance
+from occsim.labels import CLASS_NAMES, DYNAMIC_CLASSES, STATIC_CLASSES
 from occsim.metrics import OccupancyMetrics, OccupancyScores
 from occsim.scene_memory import frozen_copy, view_overlap
 
 REGIONS = ("all", "seen", "new")
+SEEN_COVERAGE = 0.2  # the seen region is judged where it covers at least this share of the view
 
 
 @dataclass
@@ -172,6 +174,37 @@ def _frechet(
     )
 
 
+def class_group_miou(scores: OccupancyScores, classes: tuple[int, ...]) -> float:
+    """Mean IoU over those of ``classes`` present (NaN when none is)."""
+    values = [scores.per_class.get(CLASS_NAMES[c], np.nan) for c in classes]
+    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
+
+
+def last_seen_step(result: ClosedLoopResult) -> int:
+    """The last step (1-based) whose seen region covers at least :data:`SEEN_COVERAGE` of the
+    view; 0 if none does."""
+    covered = [k + 1 for k, s in enumerate(result.steps) if s.seen_fraction >= SEEN_COVERAGE]
+    return max(covered, default=0)
+
+
+def seen_drift(result: ClosedLoopResult, who: str = "learned") -> dict[str, tuple[float, float]]:
+    """Seen-region mIoU of the static classes and of the road users at step 1 and at
+    :func:`last_seen_step`: what the memory keeps, and what moves on (``{"static": (first,
+    last), "road users": (first, last)}``; empty when no step qualifies). ``who`` is
+    ``"learned"`` or ``"frozen"``."""
+    last = last_seen_step(result)
+    if not last:
+        return {}
+    first, final = (
+        getattr(result.steps[0], who)["seen"],
+        getattr(result.steps[last - 1], who)["seen"],
+    )
+    return {
+        name: (class_group_miou(first, classes), class_group_miou(final, classes))
+        for name, classes in (("static", STATIC_CLASSES), ("road users", DYNAMIC_CLASSES))
+    }
+
+
 def closed_loop_report(result: ClosedLoopResult):
     """The result as a :class:`Report`: one row per step and a mean row, learned and frozen
     copy side by side (IoU / mIoU overall, seen, new), then the episode figures."""
@@ -200,6 +233,17 @@ def closed_loop_report(result: ClosedLoopResult):
         f"{result.learned_terminations}, the exact one in {result.exact_terminations}; "
         f"learned-only terminations: {100.0 * result.learned_only_terminations / episodes:.0f} %.",
     ]
+    last = last_seen_step(result)
+    if last:
+        learned, frozen = seen_drift(result, "learned"), seen_drift(result, "frozen")
+        notes.append(
+            f"Seen region, step 1 -> {last} (the last covering >= {SEEN_COVERAGE:.0%} of the "
+            "view), mIoU of the static classes: "
+            f"{learned['static'][0]:.1f} -> {learned['static'][1]:.1f} (frozen copy "
+            f"{frozen['static'][0]:.1f} -> {frozen['static'][1]:.1f}); of the road users: "
+            f"{learned['road users'][0]:.1f} -> {learned['road users'][1]:.1f} (frozen copy "
+            f"{frozen['road users'][0]:.1f} -> {frozen['road users'][1]:.1f})."
+        )
     if result.fd_learned is not None:
         notes.append(
             f"Fréchet distance of learned-world windows to exact-world windows: "
