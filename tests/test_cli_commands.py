@@ -29,8 +29,6 @@ from occsim.evaluate.cli import HELD_OUT_SEED
 from occsim.evaluate.forecast import HORIZON_SECONDS
 from occsim.evaluate.report import Report
 from occsim.grid import FRAME_DT
-from occsim.labels import FREE_ID
-from occsim.pipeline import OccSoraPipeline
 from occsim.procedural import WorldConfig
 
 SMALL_WORLD = {"size": 128.0, "grid_nodes": 3, "vehicles": 4, "pedestrians": 4}
@@ -41,15 +39,9 @@ SOLVER = ["--solver-steps", "1", "--guidance", "1"]
 
 
 @pytest.fixture(scope="module")
-def model_path(tiny_pipeline_path, tmp_path_factory):
-    """The tiny test model with its free-class logit raised by 3: about 95 % of the voxels
-    decode free (90 % in a procedural scene) instead of almost none."""
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
-    with torch.no_grad():
-        pipe.tokenizer.head.bias[FREE_ID] += 3.0
-    path = tmp_path_factory.mktemp("tiny_free")
-    pipe.save_pretrained(path)
-    return path
+def model_path(tiny_free_pipeline_path):
+    """The tiny test model decoding most voxels free (see conftest)."""
+    return tiny_free_pipeline_path
 
 
 @pytest.fixture(scope="module", autouse=True)

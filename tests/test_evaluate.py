@@ -113,8 +113,8 @@ def test_forecast_on_a_tiny_model(tiny_pipeline_path):
         evaluate_forecast(pipe, ProceduralClips(1, clip_len=8, seed=2, config=SMALL))
 
 
-def test_bench_figures(tiny_pipeline_path):
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+def test_bench_figures(tiny_free_pipeline_path):
+    pipe = OccSoraPipeline.from_pretrained(tiny_free_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     figures = run_bench(pipe, steps=2, batch=2, progress=False, num_inference_steps=2, map_seed=4)
     assert figures["step_p95_ms"] >= figures["step_p50_ms"] > 0
@@ -153,10 +153,10 @@ def test_gpu_estimate_is_a_roofline():
     assert batch * 16.6e9 / efficient == pytest.approx(20 * cost.GPU_PASS_OVERHEAD_S)
 
 
-def test_scaling_table_grows_with_batch_and_frames(tiny_pipeline_path):
+def test_scaling_table_grows_with_batch_and_frames(tiny_free_pipeline_path):
     from occsim.evaluate.cost import scaling_report, scaling_table
 
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe = OccSoraPipeline.from_pretrained(tiny_free_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     rows = scaling_table(pipe, (4, 8), (1, 2), repeats=1, num_inference_steps=1)
     assert [(r.frames, r.batch) for r in rows] == [(4, 1), (4, 2), (8, 1), (8, 2)]
@@ -237,9 +237,9 @@ def test_adherence_of_true_procedural_motion():
     assert ade < 0.5 and fde < 0.8
 
 
-def test_adherence_on_a_tiny_model(tiny_pipeline_path):
+def test_adherence_on_a_tiny_model(tiny_free_pipeline_path):
     needs_open3d()
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe = OccSoraPipeline.from_pretrained(tiny_free_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     datasets = {
         m: ProceduralClips(1, clip_len=8, seed=2, config=SMALL, maneuvers=(m,))
@@ -286,13 +286,13 @@ class Recording:
         return out
 
 
-def test_generation_scores_on_a_tiny_model(tiny_pipeline_path):
+def test_generation_scores_on_a_tiny_model(tiny_free_pipeline_path):
     from scipy.spatial.distance import jensenshannon
 
     from occsim.evaluate.features import OccupancyFeatureNet
     from occsim.evaluate.generate import evaluate_generation, frechet_distance
 
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe = OccSoraPipeline.from_pretrained(tiny_free_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     torch.manual_seed(0)
     encoder = OccupancyFeatureNet(frames=8, feature_dim=8).eval()
@@ -343,14 +343,14 @@ def test_eval_recon_takes_a_tokenizer_folder(tiny_pipeline_path, tmp_path):
     assert direct["IoU"] == via_pipeline["IoU"] and direct["mIoU"] == via_pipeline["mIoU"]
 
 
-def test_sweep_runs_each_setting_as_labelled(tiny_pipeline_path):
+def test_sweep_runs_each_setting_as_labelled(tiny_free_pipeline_path):
     from diffusers import DDIMScheduler
 
     from occsim.envs import OccSoraEnv
     from occsim.evaluate.closed_loop import closed_loop_fidelity
     from occsim.evaluate.sweep import sweep
 
-    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    pipe = OccSoraPipeline.from_pretrained(tiny_free_pipeline_path)
     pipe.set_progress_bar_config(disable=True)
     original = pipe.scheduler
 
