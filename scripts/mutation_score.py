@@ -50,7 +50,11 @@ WORK = ROOT / "mutants"
 # one test of a slow file.
 MODULES: dict[str, tuple[str, ...]] = {
     "envs/rewards.py": ("tests/test_behaviour_rewards.py", "tests/test_envs.py"),
-    "envs/base.py": ("tests/test_envs.py", "tests/test_behaviour_rewards.py"),
+    "envs/base.py": (
+        "tests/test_envs.py",
+        "tests/test_behaviour_rewards.py",
+        "tests/bad_inputs/test_bad_env.py",
+    ),
     "envs/vector_env.py": (
         "tests/test_behaviour_vector_env.py",
         "tests/test_learned_env.py::test_vector_env_matches_single_envs_with_one_dit_call_per_step",
