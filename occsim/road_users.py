@@ -110,10 +110,7 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     size = np.bincount(blob, minlength=count + 1)
     votes = np.bincount(blob * 256 + classes, minlength=(count + 1) * 256).reshape(-1, 256)
     majority = votes.argmax(axis=1)
-    bottom = np.full(count + 1, np.iinfo(np.int64).max)
-    top = np.full(count + 1, -1)
-    np.minimum.at(bottom, blob, z)
-    np.maximum.at(top, blob, z)
+    bottom, top = _bounds(blob, z, count)
     # Usable ground within two cells of a voxel's column (the ground under a road user is
     # its own class in the frame; the ground around it tells where it stands).
     g = grid.ground_index
@@ -121,7 +118,8 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     usable = ndimage.binary_dilation(_USABLE[ground] & ~users[:, :, g], np.ones((5, 5), bool))
     on_usable = np.bincount(blob, weights=usable[x, y], minlength=count + 1) / np.maximum(size, 1)
     height = (top + 1 - g) * grid.voxel_size
-    length = np.hypot(_span(blob, x, count), _span(blob, y, count)) * grid.voxel_size
+    spans = [high + 1 - low for low, high in (_bounds(blob, x, count), _bounds(blob, y, count))]
+    length = np.hypot(*spans) * grid.voxel_size
     # A road user cut by the edge of the view shows only part of its body.
     edge = (x == 0) | (y == 0) | (x == frame.shape[0] - 1) | (y == frame.shape[1] - 1)
     cut = np.bincount(blob, weights=edge, minlength=count + 1) > 0
@@ -151,10 +149,11 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     return out
 
 
-def _span(blob: np.ndarray, coordinate: np.ndarray, count: int) -> np.ndarray:
-    """Cells each of ``count + 1`` blobs spans along one axis (its box's side)."""
+def _bounds(blob: np.ndarray, coordinate: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest ``coordinate`` of each of ``count + 1`` blobs (every blob the
+    labels name has a voxel, so both are set for them)."""
     low = np.full(count + 1, np.iinfo(np.int64).max)
     high = np.full(count + 1, -1)
     np.minimum.at(low, blob, coordinate)
     np.maximum.at(high, blob, coordinate)
-    return np.maximum(high + 1 - low, 0)
+    return low, high
