@@ -115,13 +115,15 @@ def diffusion_losses(
     use_vlb: bool = True,
     generator: torch.Generator | None = None,
     memory: torch.Tensor | None = None,
+    new_space: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one training step of ``model`` (an :class:`~occsim.dit.OccDiT`) on
     normalised latents ``(B, C, t, h, w)``.
 
     The MSE target is the scheduler's ``prediction_type``. Context frames stay clean and
     carry no loss. ``memory`` (the scene memory's view, see :class:`~occsim.dit.OccDiT`)
-    is passed on to a DiT that takes it. Returns ``mse``, ``vlb`` (zero when
+    and ``new_space`` (what the motion prior holds beyond the context's view) are passed on
+    to a DiT that takes them. Returns ``mse``, ``vlb`` (zero when
     ``use_vlb`` is false or the model has no learned variance) and their sum ``total``.
 
     ``model`` may be wrapped (``DistributedDataParallel``, ``torch.compile``): only its
@@ -139,8 +141,10 @@ def diffusion_losses(
     noisy = scheduler.add_noise(latents, noise, timesteps)
     frame_context = context_mask[:, None, :, None, None]
     noisy = torch.where(frame_context, latents, noisy)
-    # Only a DiT with memory_conditioning takes (and needs) the memory keyword.
+    # Only a DiT with memory_conditioning (a ground prior) takes the memory (new_space).
     extra = {} if memory is None else {"memory": memory}
+    if new_space is not None:
+        extra["new_space"] = new_space
     output = model(noisy, timesteps, trajectory, context_mask, drop_trajectory, **extra)
     if output.shape[1] not in (c, 2 * c):
         raise ValueError(

@@ -198,7 +198,9 @@ class OccDiT(ModelMixin, ConfigMixin):
             the context itself; the null trajectory drops the embedding only.
         grid_half_extent: metres from the ego to the grid's edge (Occ3D: 40), for the warp.
         prior_padding: what the prior holds where the ego sees new space: ``"zeros"`` (the
-            data mean) or ``"border"`` (the nearest seen cell, so roads go on into it).
+            data mean), ``"border"`` (the nearest seen cell, so roads go on into it) or
+            ``"ground"`` (the ``new_space`` latents of :meth:`forward`: the scene memory's
+            ground carried on, :mod:`occsim.ground_prior`; zeros where none are given).
         memory_conditioning: take the scene memory's view of the window (``latent_channels``
             latents and one known-fraction channel per latent frame) as extra inputs.
             :meth:`with_memory_conditioning` adds them to a trained model with zero
@@ -322,6 +324,21 @@ class OccDiT(ModelMixin, ConfigMixin):
         view = torch.cat([latents, condition[:, channels:]], dim=1)
         return view * shown[:, None, :, None, None].to(view)
 
+    def _new_space(self, new_space: torch.Tensor | None, latents: torch.Tensor):
+        if new_space is None:
+            return None
+        if self.config.prior_padding != "ground":
+            raise ValueError(
+                f"new_space was given but prior_padding is {self.config.prior_padding!r}, "
+                "not 'ground'"
+            )
+        if tuple(new_space.shape) != tuple(latents.shape):
+            raise ValueError(
+                f"new_space must have the latents' shape {tuple(latents.shape)}, "
+                f"got {tuple(new_space.shape)}"
+            )
+        return new_space.to(latents)
+
     def forward(
         self,
         latents: torch.Tensor,
@@ -330,6 +347,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         context_mask: torch.Tensor | None = None,
         drop_trajectory: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
+        new_space: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted noise (and variance values) for ``latents``.
 
@@ -343,6 +361,9 @@ class OccDiT(ModelMixin, ConfigMixin):
                 latent frame (normalised latents, then the known fraction); zeros (nothing
                 known) where ``None`` or for context frames. Only with
                 ``memory_conditioning``.
+            new_space: ``(B, latent_channels, t, h, w)`` normalised latents the motion
+                prior holds where a frame sees beyond the last context frame; only with
+                ``prior_padding="ground"`` (zeros where ``None``).
 
         Returns:
             ``(B, out_channels, t, h, w)``: the prediction (noise, or the clean sample with
@@ -371,8 +392,11 @@ class OccDiT(ModelMixin, ConfigMixin):
                 self.config.trajectory_length // t,
                 self.config.grid_half_extent,
                 self.config.prior_padding,
+                self._new_space(new_space, latents),
             )
             inputs = torch.cat([latents, prior], dim=1)
+        elif new_space is not None:
+            raise ValueError("new_space was given but this DiT has no context_prior")
         if self.memory_channels:
             if memory is None:
                 memory = latents.new_zeros(b, self.memory_channels, t, h, w)

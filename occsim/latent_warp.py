@@ -9,7 +9,10 @@ re-deriving the whole scene through its narrow trunk.
 Space the ego has not seen yet is outside the old grid. With ``padding="zeros"`` it is the
 data mean; with ``padding="border"`` each such cell repeats the nearest cell of the old
 grid, so a road that leaves the old view at its edge goes on straight into the new space
-(the common case), and the trunk only corrects where it does not.
+(the common case), and the trunk only corrects where it does not. With ``padding="ground"``
+it is what the caller gives for new space (:mod:`occsim.ground_prior`: the scene memory's
+ground carried on from the nearest seen column, encoded), so roads go on without drawing
+the edge's cars and hedges out into streaks; zeros where nothing is given.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 MIN_STEP = 0.05  # metres: a step this short or shorter carries the heading over (standing still)
-PADDINGS = ("zeros", "border")
+PADDINGS = ("zeros", "border", "ground")
 
 
 def trajectory_headings(trajectory: torch.Tensor) -> torch.Tensor:
@@ -60,7 +63,8 @@ def warp_to_pose(
     resampled into the ego frame at ``pose (B, 3)`` of the frame they were seen from.
 
     Cells that come from outside the old grid are zero (the data mean after normalisation)
-    with ``padding="zeros"``, the nearest edge cell with ``padding="border"``.
+    with ``padding="zeros"`` (and ``"ground"``, whose fill :func:`motion_prior` adds), the
+    nearest edge cell with ``padding="border"``.
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -74,7 +78,8 @@ def warp_to_pose(
     old_y = s * gx + c * gy + pose[:, 1, None, None]
     # grid_sample's last coordinate pair is (width, height) = (y, x), normalised to [-1, 1].
     grid = torch.stack([old_y / half_extent, old_x / half_extent], dim=-1)
-    return F.grid_sample(latent, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    mode = "zeros" if padding == "ground" else padding
+    return F.grid_sample(latent, grid, mode="bilinear", padding_mode=mode, align_corners=False)
 
 
 def motion_prior(
@@ -84,19 +89,30 @@ def motion_prior(
     frames_per_latent: int,
     half_extent: float,
     padding: str = "zeros",
+    new_space: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(B, C, t, h, w)``: each frame after the context is the last context frame warped
     to its pose (``padding`` as :func:`warp_to_pose`); context frames are themselves;
-    everything is zero without context."""
-    b, _, t = latents.shape[:3]
+    everything is zero without context.
+
+    ``new_space`` ``(B, C, t, h, w)`` (``padding="ground"`` only) is what each frame's
+    prior holds where it reaches beyond the old grid; cells on the old grid's edge blend
+    the two by how much of them the old grid covers."""
+    if new_space is not None and padding != "ground":
+        raise ValueError(f"new_space is given but padding is {padding!r}, not 'ground'")
+    b, c, t = latents.shape[:3]
     count = context_mask.sum(dim=1)  # context frames lead the window
     last = (count - 1).clamp(min=0)
     source = latents[torch.arange(b, device=latents.device), :, last]  # (B, C, h, w)
+    if new_space is not None:  # a channel of ones, warped, is how much the old grid covers
+        source = torch.cat([source, torch.ones_like(source[:, :1])], dim=1)
     poses = chunk_poses(trajectory.float(), frames_per_latent).to(latents.dtype)
     origin = poses[torch.arange(b, device=latents.device), last]
     frames = []
     for j in range(t):
         warped = warp_to_pose(source, relative_pose(origin, poses[:, j]), half_extent, padding)
+        if new_space is not None:
+            warped = warped[:, :c] + (1 - warped[:, c:]) * new_space[:, :, j]
         frames.append(torch.where(context_mask[:, j, None, None, None], latents[:, :, j], warped))
     prior = torch.stack(frames, dim=2)
     return prior * (count > 0).to(prior.dtype)[:, None, None, None, None]

@@ -153,6 +153,26 @@ class OccSoraPipeline(DiffusionPipeline):
             raise ValueError("strength < 1 needs the latents to start from (`latents=`)")
         return torch.from_numpy(array), batch, num_context
 
+    def _generated_frames_input(
+        self,
+        value: torch.Tensor,
+        name: str,
+        channels: int,
+        batch: int,
+        num_context: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """``value`` of the generated frames, checked (shape, finite) and moved."""
+        config = self.transformer.config
+        expected = (batch, channels, config.latent_frames - num_context, *config.latent_size)
+        if tuple(value.shape) != expected:
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
+        value = value.to(device, dtype)
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} must be finite")
+        return value
+
     def _memory_input(
         self,
         memory: torch.Tensor | None,
@@ -168,20 +188,34 @@ class OccSoraPipeline(DiffusionPipeline):
             return None
         if not config.memory_conditioning:
             raise ValueError("memory was given but this DiT has no memory_conditioning")
-        expected = (
-            batch,
-            config.latent_channels + 1,
-            config.latent_frames - num_context,
-            *config.latent_size,
+        memory = self._generated_frames_input(
+            memory, "memory", config.latent_channels + 1, batch, num_context, device, dtype
         )
-        if tuple(memory.shape) != expected:
-            raise ValueError(f"memory must have shape {expected}, got {tuple(memory.shape)}")
-        memory = memory.to(device, dtype)
-        if not torch.isfinite(memory).all():
-            raise ValueError("memory must be finite")
         window = F.pad(memory, (0, 0, 0, 0, num_context, 0))  # the context frames first
         shown = torch.arange(config.latent_frames, device=device) >= num_context
         return self.transformer.memory_input(window, shown.expand(batch, -1))
+
+    def _new_space_input(
+        self,
+        new_space: torch.Tensor | None,
+        batch: int,
+        num_context: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor | None:
+        """The DiT's ``new_space`` of the whole window: the normalised latents for the
+        generated frames, zeros for the context (whose prior is itself)."""
+        config = self.transformer.config
+        if new_space is None:
+            return None
+        if config.prior_padding != "ground":
+            raise ValueError(
+                f"new_space was given but this DiT's prior_padding is {config.prior_padding!r}"
+            )
+        new_space = self._generated_frames_input(
+            new_space, "new_space", config.latent_channels, batch, num_context, device, dtype
+        )
+        return F.pad(self.normalize(new_space), (0, 0, 0, 0, num_context, 0))
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -198,6 +232,7 @@ class OccSoraPipeline(DiffusionPipeline):
         decode_cache: StreamCache | None = None,
         snap_to_codebook: bool = True,
         memory: torch.Tensor | None = None,
+        new_space: torch.Tensor | None = None,
     ) -> OccSoraPipelineOutput:
         """Generate the frames of one window that follow ``context``.
 
@@ -220,6 +255,10 @@ class OccSoraPipeline(DiffusionPipeline):
             memory: ``(B, C + 1, t - k, h, w)``, the scene memory's view of the generated
                 frames (:func:`~occsim.memory_condition.memory_condition`), for a DiT with
                 ``memory_conditioning``; ``None``: nothing known.
+            new_space: ``(B, C, t - k, h, w)`` tokenizer latents the motion prior holds
+                where a generated frame sees beyond the context
+                (:func:`~occsim.ground_prior.ground_prior`), for a DiT with
+                ``prior_padding="ground"``; ``None``: the data mean.
         """
         if output_type not in ("occupancy", "latent"):
             raise ValueError(f"output_type must be 'occupancy' or 'latent', got {output_type!r}")
@@ -253,6 +292,7 @@ class OccSoraPipeline(DiffusionPipeline):
 
         clean = None if context is None else self.normalize(context.to(device, dtype))
         memory = self._memory_input(memory, batch, num_context, device, dtype)
+        new_space = self._new_space_input(new_space, batch, num_context, device, dtype)
         context_mask = torch.zeros(batch, config.latent_frames, dtype=torch.bool, device=device)
         context_mask[:, :num_context] = True
         guided = guidance_scale != 1.0
@@ -263,6 +303,8 @@ class OccSoraPipeline(DiffusionPipeline):
         pass_trajectory = trajectory.repeat(passes, 1, 1)
         if memory is not None:  # the memory is a fact of the world: both passes see it
             memory = memory.repeat(passes, 1, 1, 1, 1)
+        if new_space is not None:  # so is what it knows of the ground: both passes see it
+            new_space = new_space.repeat(passes, 1, 1, 1, 1)
         # Read only: the scheduler's variance setting was fixed when it was set.
         learned_variance = samples_learned_variance(self.scheduler)
         channels = config.latent_channels
@@ -277,7 +319,13 @@ class OccSoraPipeline(DiffusionPipeline):
             model_input = model_input.repeat(passes, 1, 1, 1, 1)
             step = torch.full((batch * passes,), int(t), device=device)
             output = self.transformer(
-                model_input, step, pass_trajectory, pass_mask, drop, memory=memory
+                model_input,
+                step,
+                pass_trajectory,
+                pass_mask,
+                drop,
+                memory=memory,
+                new_space=new_space,
             )
             output = output[:, :, num_context:]
             if guided:

@@ -22,6 +22,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from occsim.geometry import poses_to_trajectory
+from occsim.ground_prior import ground_prior
 from occsim.memory_condition import memory_condition
 from occsim.pipeline import OccSoraPipeline
 from occsim.road_user_tracks import RoadUserTracks
@@ -381,11 +382,28 @@ def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray])
         generator=[r._generator for r in rollouts] if len(rollouts) > 1 else first._generator,
         output_type="latent",
         memory=_memory_input(first._pipe, views),
+        new_space=_new_space_input(first._pipe, views),
     )
     return [
         Window(out.latents[j : j + 1], p, id(r), r._version, v)
         for j, (r, p, v) in enumerate(zip(rollouts, new_poses, views))
     ]
+
+
+def _new_space_input(pipe: OccSoraPipeline, views: list[np.ndarray | None]) -> torch.Tensor | None:
+    """The ground each rollout's memory carries into new space (the data mean for a rollout
+    without a memory), or ``None`` when the DiT's prior does not take it or no rollout keeps
+    a memory."""
+    present = [v for v in views if v is not None]
+    if pipe.transformer.config.prior_padding != "ground" or not present:
+        return None
+    latents = ground_prior(pipe.tokenizer, np.stack(present))
+    if len(present) == len(views):
+        return latents
+    # The data mean, in tokenizer space: what normalises to zeros.
+    out = latents.new_full((len(views), *latents.shape[1:]), pipe.transformer.config.latent_shift)
+    out[[j for j, v in enumerate(views) if v is not None]] = latents
+    return out
 
 
 def _memory_input(pipe: OccSoraPipeline, views: list[np.ndarray | None]) -> torch.Tensor | None:

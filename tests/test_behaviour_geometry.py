@@ -224,3 +224,30 @@ def test_voxel_reprojection_after_driving_8_m_and_turning_left():
     assert (moved[:, :20] == UNKNOWN).all() and not (moved[:, 20:] == UNKNOWN).any()
     copy = frozen_copy(frame, np.zeros(3), pose)
     assert (copy[:, :20] == FREE_ID).all() and (copy[120, 79, 3:6] == CAR).all()
+
+
+def test_the_yaw_of_a_pitched_quaternion_is_its_heading():
+    # q = q_z(yaw) * q_y(pitch) = (c1 c2, -s1 s2, c1 s2, s1 c2) with c1, s1 of yaw / 2 and
+    # c2, s2 of pitch / 2. Worked by hand: 2 (w z + x y) = sin(yaw) cos(pitch) and
+    # 1 - 2 (y^2 + z^2) = cos(yaw) cos(pitch), so the heading is the yaw for any pitch.
+    for yaw, pitch in [(math.radians(60), math.radians(40)), (math.radians(-135), 0.3)]:
+        c1, s1, c2, s2 = (
+            math.cos(yaw / 2),
+            math.sin(yaw / 2),
+            math.cos(pitch / 2),
+            math.sin(pitch / 2),
+        )
+        quaternion = [c1 * c2, -s1 * s2, c1 * s2, s1 * c2]
+        assert quaternion_to_yaw(quaternion) == pytest.approx(yaw, abs=1e-12)
+    with pytest.raises(ValueError, match=r"must end in 4 values \(w, x, y, z\), got shape \(3,\)"):
+        quaternion_to_yaw([1.0, 0.0, 0.0])
+
+
+def test_a_trajectory_is_in_the_first_pose_frame_not_the_second():
+    # Start at the origin heading east, then turn north: the second pose's heading must not
+    # be taken as the frame's. Each waypoint in the first frame is the world offset itself.
+    positions = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0]])
+    yaws = np.array([0.0, QUARTER, QUARTER])
+    trajectory = poses_to_trajectory(positions, yaws)
+    assert trajectory.dtype == np.float32
+    np.testing.assert_allclose(trajectory, [[0, 0, 0], [4, 0, QUARTER], [4, 4, QUARTER]], atol=1e-6)

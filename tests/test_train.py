@@ -443,6 +443,7 @@ def test_diffusion_losses_read_only_the_model_output():
 def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path, one_thread):
     from occsim.data import Occ3DDataset
     from occsim.dit import OccDiT
+    from occsim.ground_prior import ground_prior
     from occsim.memory_condition import memory_condition, memory_views
     from occsim.train import DiTTrainConfig
     from occsim.train.dit_stage import train_dit
@@ -470,7 +471,8 @@ def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path,
             ],
         )
 
-    base = train_dit(config(tmp_path / "base"))
+    # With the motion prior, as the shipped DiT: its padding is what the ground run changes.
+    base = train_dit(config(tmp_path / "base", "model_overrides={context_prior: true}"))
     with pytest.raises(ValueError, match="only memory_conditioning may be added"):
         train_dit(config(tmp_path / "x", f"init_from={base}", "model_overrides={depth: 3}"))
     grown = train_dit(
@@ -491,6 +493,17 @@ def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path,
         )
     )
     assert OccDiT.from_pretrained(bordered / "transformer").config.prior_padding == "border"
+    ground_cache = tmp_path / "ground.safetensors"
+    grounded = train_dit(
+        config(
+            tmp_path / "ground",
+            f"init_from={base}",
+            "model_overrides={prior_padding: ground}",
+            f"latent_cache={ground_cache}",
+            "optim.max_steps=1",
+        )
+    )
+    assert OccDiT.from_pretrained(grounded / "transformer").config.prior_padding == "ground"
     before = OccDiT.from_pretrained(base / "transformer")
     after = OccDiT.from_pretrained(grown / "transformer")
     assert after.config.memory_conditioning and not before.config.memory_conditioning
@@ -509,3 +522,10 @@ def test_a_dit_learns_to_see_the_memory_from_a_trained_one(occ3d_root, tmp_path,
     c = tokenizer.config.latent_channels
     torch.testing.assert_close(window["memory"][:, :c, 1:], expected[:, :c])
     torch.testing.assert_close(window["memory"][:, c:, 1:], expected[:, c:], atol=1e-3, rtol=0)
+    # The ground run's cache holds the views with the ground carried on, as ground_prior
+    # encodes them at inference.
+    carried = load_or_build_cache(ground_cache, tokenizer, segments, "unused", ground=True)
+    assert carried.has_ground and not carried.has_memory
+    window = carried.window(tokenizer, torch.tensor([0]), latent_frames=2)
+    assert window["new_space_present"].tolist() == [[False, True]]
+    torch.testing.assert_close(window["new_space"][:, :, 1:], ground_prior(tokenizer, views))

@@ -126,8 +126,18 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
             "a DiT with memory_conditioning trains on the scene memory's views, which the "
             "latent cache holds: set latent_cache (e.g. runs/dit/latents.safetensors)"
         )
+    # Without a motion prior, the padding of none is moot.
+    with_ground = unwrapped.config.context_prior and unwrapped.config.prior_padding == "ground"
+    if with_ground and not config.latent_cache:
+        raise ValueError(
+            "a DiT with prior_padding=ground trains on the scene memory's views with the "
+            "ground carried on, which the latent cache holds: set latent_cache "
+            "(e.g. runs/dit/latents.safetensors)"
+        )
     cache = (
-        _latent_cache(config, tokenizer, accelerator, with_memory) if config.latent_cache else None
+        _latent_cache(config, tokenizer, accelerator, with_memory, with_ground)
+        if config.latent_cache
+        else None
     )
     num_items = len(train_set) if cache is None else len(cache) * cache.windows_per_segment(frames)
     image_batch = None  # only the main process writes images
@@ -191,6 +201,7 @@ def train_dit(config: DiTTrainConfig, resume: str | None = None) -> Path:
                     use_vlb=step >= config.vlb_from_step,
                     generator=generator,
                     memory=memory,
+                    new_space=_training_new_space(unwrapped, batch) if with_ground else None,
                 )
                 accelerator.backward(losses["total"] / config.optim.gradient_accumulation)
         optimizer_step(accelerator, model, optimizer, lr_schedule, config.optim.grad_clip)
@@ -283,8 +294,21 @@ def _training_memory(
     return model.memory_input(memory, shown)
 
 
+def _training_new_space(model: OccDiT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The DiT's ``new_space`` of a training batch, as the pipeline builds it at inference:
+    the carried views' latents, normalised; the data mean (zeros) where a frame has none."""
+    latents = batch["new_space"]
+    present = batch["new_space_present"].to(latents.device)[:, None, :, None, None]
+    normalised = (latents - model.config.latent_shift) * model.config.latent_scale
+    return normalised * present.to(normalised)
+
+
 def _latent_cache(
-    config: DiTTrainConfig, tokenizer: OccTokenizer, accelerator, memory: bool = False
+    config: DiTTrainConfig,
+    tokenizer: OccTokenizer,
+    accelerator,
+    memory: bool = False,
+    ground: bool = False,
 ) -> LatentCache:
     """The main process builds (or checks) the cache; the others then read it."""
     if config.segment_len % tokenizer.temporal_factor:
@@ -297,9 +321,11 @@ def _latent_cache(
         json.dumps([config_to_dict(config.data), config.segment_len], sort_keys=True).encode()
     ).hexdigest()[:16]
     if accelerator.is_main_process:
-        load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest, memory)
+        load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest, memory, ground)
     accelerator.wait_for_everyone()
-    return load_or_build_cache(config.latent_cache, tokenizer, segments, data_digest, memory)
+    return load_or_build_cache(
+        config.latent_cache, tokenizer, segments, data_digest, memory, ground
+    )
 
 
 def _ema_pipeline(
