@@ -303,8 +303,9 @@ class OccSoraPipeline(DiffusionPipeline):
         pass_trajectory = trajectory.repeat(passes, 1, 1)
         if memory is not None:  # the memory is a fact of the world: both passes see it
             memory = memory.repeat(passes, 1, 1, 1, 1)
-        if new_space is not None:  # so is what it knows of the ground: both passes see it
-            new_space = new_space.repeat(passes, 1, 1, 1, 1)
+        extra = {}  # only a DiT with a ground prior takes (and needs) new_space
+        if new_space is not None:  # what the memory knows of the ground: both passes see it
+            extra["new_space"] = new_space.repeat(passes, 1, 1, 1, 1)
         # Read only: the scheduler's variance setting was fixed when it was set.
         learned_variance = samples_learned_variance(self.scheduler)
         channels = config.latent_channels
@@ -319,13 +320,7 @@ class OccSoraPipeline(DiffusionPipeline):
             model_input = model_input.repeat(passes, 1, 1, 1, 1)
             step = torch.full((batch * passes,), int(t), device=device)
             output = self.transformer(
-                model_input,
-                step,
-                pass_trajectory,
-                pass_mask,
-                drop,
-                memory=memory,
-                new_space=new_space,
+                model_input, step, pass_trajectory, pass_mask, drop, memory=memory, **extra
             )
             output = output[:, :, num_context:]
             if guided:

@@ -105,3 +105,35 @@ def test_gym_make_vec_builds_the_batched_env_with_its_time_limit(tiny_pipeline_p
         **OPTIONS,
     )
     assert isinstance(envs, OccSoraVectorEnv) and envs.max_episode_steps == LIMIT
+
+
+def test_the_batched_env_takes_seed_lists_and_options_and_renders_every_sub_env(pipe):
+    with pytest.raises(ValueError, match=r"^num_envs must be >= 1, got 0$"):
+        OccSoraVectorEnv(0, pipeline=pipe, **OPTIONS)
+    assert OccSoraVectorEnv(1, pipeline=pipe, **OPTIONS).num_envs == 1
+    batched = OccSoraVectorEnv(2, pipeline=pipe, render_mode="rgb_array", **OPTIONS)
+    single = OccSoraEnv(pipeline=pipe, render_mode="rgb_array", **OPTIONS)
+    assert batched.single_observation_space == single.observation_space
+    assert batched.single_action_space == single.action_space
+    assert batched.observation_space == gym.vector.utils.batch_space(single.observation_space, 2)
+    # A list gives each sub-env its own seed, in order (not seed + i).
+    observations, _ = batched.reset(seed=[7, 3])
+    for i, seed in enumerate([7, 3]):
+        alone, _ = single.reset(seed=seed)
+        assert_same({k: v[i] for k, v in observations.items()}, alone, f"sub-env {i}")
+    frames = batched.render()
+    assert isinstance(frames, tuple) and len(frames) == 2
+    np.testing.assert_array_equal(frames[1], single.render())  # the last reset: seed 3
+    with pytest.raises(ValueError, match=r"^got 1 seeds for 2 envs$"):
+        batched.reset(seed=[7])
+    with pytest.raises(ValueError, match=r"unknown reset options \['bogus'\]"):
+        batched.reset(seed=0, options={"bogus": 1})  # the options reach every sub-env
+    with pytest.raises(ValueError, match=r"^actions must have shape \(2, 4, 2\), got \(4, 2\)$"):
+        batched.step(straight())
+    # What a step returns is the caller's: the next step does not write into it.
+    batched.reset(seed=0)
+    first = batched.step(np.stack([straight(), straight()]))[0]
+    kept = {k: v.copy() for k, v in first.items()}
+    batched.step(np.stack([straight(12.0), straight(12.0)]))
+    assert_same(first, kept, "the first step's observation")
+    assert OccSoraVectorEnv(2, pipeline=pipe, **OPTIONS).render() is None

@@ -226,6 +226,22 @@ def test_adherence_recovers_a_known_translation():
     assert np.isnan(recover_trajectory(np.stack([frame, empty]))[1]).all()
 
 
+def test_adherence_recovers_a_turn_beyond_the_reach_of_icp_alone():
+    # Turned by 0.3 rad, structure 30 m away moves by 9 m: far outside ICP's 1 m basin, so
+    # registration needs the coarse yaw search. Seen from the new pose, the old frame is
+    # re-projected exactly (nearest voxel); what the new view reaches beyond it is free.
+    from occsim.scene_memory import UNKNOWN, reproject
+
+    needs_open3d()
+    frame = ProceduralClips(1, clip_len=1, seed=3, config=SMALL)[0]["occupancy"][0]
+    for pose in ([2.0, 0.8, 0.3], [2.0, -0.8, -0.3]):
+        turned = reproject(frame, np.zeros(3), np.array(pose))
+        turned[turned == UNKNOWN] = 17
+        registered = register_frames(frame, turned)
+        np.testing.assert_allclose(registered[:2], pose[:2], atol=0.3)
+        assert registered[2] == pytest.approx(pose[2], abs=0.02)
+
+
 def test_adherence_of_true_procedural_motion():
     """The exact world's own frames give back the driven path to well under a metre."""
     needs_open3d()

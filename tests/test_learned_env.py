@@ -354,3 +354,45 @@ def test_the_bundled_world_beats_the_frozen_copy_and_continues_the_road():
     learned_miou = np.mean([s.learned["all"].miou for s in result.steps])
     frozen_miou = np.mean([s.frozen["all"].miou for s in result.steps])
     assert learned_miou > frozen_miou + 1.0
+
+
+def arc_action(speed: float, yaw_rate: float, scale: tuple[float, float]) -> np.ndarray:
+    """4 waypoints 0.5 s apart at ``speed`` (m/s) turning at ``yaw_rate`` (rad/s), each
+    segment heading the way the ego faces at its end, as an action of ``scale`` metres."""
+    yaws = yaw_rate * 0.5 * np.arange(1, 5)
+    steps = speed * 0.5 * np.stack([np.cos(yaws), np.sin(yaws)], axis=1)
+    return (np.cumsum(steps, axis=0) / np.asarray(scale)).astype(np.float32)
+
+
+def test_the_bundled_world_moves_as_commanded_left_right_slow_and_fast():
+    """The generated frames, registered to the reset's last frame (static structure, as
+    `eval adherence` does), show the commanded motion: the last waypoint and the last
+    segment's heading. Left and right turns mirror each other; twice the speed goes twice
+    as far. A world that ignored the action, swapped left and right or lagged would fail."""
+    from occsim.evaluate.adherence import recover_trajectory
+
+    env = OccSoraEnv()
+    scale = env.config.action_scale
+    recovered = {}
+    for name, speed, rate in [("slow", 3.0, 0.0), ("fast", 6.0, 0.0), ("left", 6.0, 0.5)]:
+        observation, _ = env.reset(seed=1)
+        before = observation["occupancy"][-1]
+        action = arc_action(speed, rate, scale)
+        observation, *_ = env.step(action)
+        recovered[name] = recover_trajectory(
+            np.concatenate([before[None], observation["occupancy"]])
+        )[-1]
+        # The commanded pose after 2 s, worked out from the action alone.
+        waypoints = action * np.asarray(scale)
+        heading = np.arctan2(*(waypoints[-1] - waypoints[-2])[::-1])
+        np.testing.assert_allclose(recovered[name][:2], waypoints[-1], atol=1.0, err_msg=name)
+        assert recovered[name][2] == pytest.approx(heading, abs=0.08), name
+    observation, _ = env.reset(seed=1)
+    before = observation["occupancy"][-1]
+    observation, *_ = env.step(arc_action(6.0, -0.5, scale))
+    right = recover_trajectory(np.concatenate([before[None], observation["occupancy"]]))[-1]
+    left = recovered["left"]
+    assert left[1] > 1.0 and left[2] > 0.3  # a left turn moves the world to the right
+    np.testing.assert_allclose(right[:2], left[:2] * [1, -1], atol=0.5)
+    assert right[2] == pytest.approx(-left[2], abs=0.05)
+    assert recovered["fast"][0] == pytest.approx(2 * recovered["slow"][0], rel=0.15)

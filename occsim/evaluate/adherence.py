@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from occsim.geometry import local_to_world, poses_to_trajectory
+from occsim.geometry import local_to_world, poses_to_trajectory, rotation_2d
 from occsim.grid import OCC3D_GRID, GridSpec
 from occsim.labels import BARRIER, MANMADE, OTHERS, TRAFFIC_CONE, VEGETATION
 
@@ -25,6 +25,8 @@ ADHERENCE_MANEUVERS: tuple[str, ...] = ("straight", "left", "right", "stop", "ac
 MIN_POINTS = 30  # fewer structure voxels than this: the motion is not observable
 ICP_DISTANCE = 1.0  # metres: correspondences after the coarse alignment
 MAX_SHIFT = 12.0  # metres: largest frame-to-frame translation searched (24 m/s at 2 Hz)
+# Frame-to-frame yaws searched (radians; 0.5 s apart: up to 1 rad/s), 0.05 rad apart.
+YAW_CANDIDATES: np.ndarray = np.round(np.arange(-0.5, 0.5 + 1e-9, 0.05), 2)
 
 
 def _structure(frame: np.ndarray) -> np.ndarray:
@@ -36,23 +38,42 @@ def structure_points(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarr
     return grid.index_to_metric(np.argwhere(_structure(frame)))
 
 
-def coarse_translation(
+def _bev_mask(points_xy: np.ndarray, grid: GridSpec) -> np.ndarray:
+    """BEV occupancy ``(X, Y)`` float32 of metric points ``(N, 2)`` (outside points dropped)."""
+    cells = grid.metric_to_index(points_xy)
+    inside = np.all((cells >= 0) & (cells < grid.shape[:2]), axis=1)
+    mask = np.zeros(grid.shape[:2], dtype=np.float32)
+    mask[cells[inside, 0], cells[inside, 1]] = 1.0
+    return mask
+
+
+def coarse_pose(
     previous: np.ndarray, current: np.ndarray, grid: GridSpec = OCC3D_GRID
 ) -> np.ndarray:
-    """Whole-cell ``(dx, dy)`` metres that best overlays ``current``'s BEV structure mask on
-    ``previous``'s (circular FFT cross-correlation, searched within :data:`MAX_SHIFT`)."""
-    a = _structure(previous).any(-1).astype(np.float32)
-    b = _structure(current).any(-1).astype(np.float32)
-    correlation = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=a.shape)
+    """Coarse pose ``(dx, dy, yaw)`` of ``current``'s ego in ``previous``'s ego frame: for
+    each yaw of :data:`YAW_CANDIDATES`, ``current``'s BEV structure turned by it is overlaid
+    on ``previous``'s by circular FFT cross-correlation (whole cells, within
+    :data:`MAX_SHIFT`); the yaw and shift of the highest peak. ICP's basin is about a metre:
+    a turn of 0.1 rad already moves structure 30 m away by 3 m."""
+    a = np.fft.rfft2(_structure(previous).any(-1).astype(np.float32))
+    points = structure_points(current, grid)[:, :2]
     cells = (
-        np.fft.fftfreq(a.shape[0], 1.0 / a.shape[0]),
-        np.fft.fftfreq(a.shape[1], 1.0 / a.shape[1]),
+        np.fft.fftfreq(grid.shape[0], 1.0 / grid.shape[0]),
+        np.fft.fftfreq(grid.shape[1], 1.0 / grid.shape[1]),
     )
     sx, sy = np.meshgrid(*cells, indexing="ij")
     size = grid.voxel_size
-    correlation[np.hypot(sx * size, sy * size) > MAX_SHIFT] = -np.inf
-    i, j = np.unravel_index(np.argmax(correlation), correlation.shape)
-    return np.array([sx[i, j] * size, sy[i, j] * size])
+    out_of_reach = np.hypot(sx * size, sy * size) > MAX_SHIFT
+    best, pose = -np.inf, np.zeros(3)
+    for yaw in YAW_CANDIDATES:
+        turned = points @ rotation_2d(yaw).T
+        b = np.fft.rfft2(_bev_mask(turned, grid))
+        correlation = np.fft.irfft2(a * np.conj(b), s=grid.shape[:2])
+        correlation[out_of_reach] = -np.inf
+        i, j = np.unravel_index(np.argmax(correlation), correlation.shape)
+        if correlation[i, j] > best:
+            best, pose = correlation[i, j], np.array([sx[i, j] * size, sy[i, j] * size, yaw])
+    return pose
 
 
 def register_frames(
@@ -66,8 +87,10 @@ def register_frames(
     source_points = structure_points(current, grid)
     if min(len(target_points), len(source_points)) < MIN_POINTS:
         return None
+    dx, dy, yaw = coarse_pose(previous, current, grid)
     initial = np.eye(4)
-    initial[:2, 3] = coarse_translation(previous, current, grid)
+    initial[:2, :2] = rotation_2d(yaw)
+    initial[:2, 3] = dx, dy
     source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(source_points))
     target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(target_points))
     result = o3d.pipelines.registration.registration_icp(
