@@ -145,6 +145,8 @@ class OccEnv(gym.Env):
             raise
         self._frames, self._states, self._acceleration = frames, states, 0.0
         self._map_seed, self._broken = map_seed, None
+        if self.render_mode == "human":  # gymnasium's convention: reset shows its frame too
+            self.render()
         return self._observation(), self._info({}, False, False)
 
     def step(self, action):
