@@ -52,6 +52,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "envs/rewards.py": ("tests/test_behaviour_rewards.py", "tests/test_envs.py"),
     "envs/base.py": (
         "tests/test_envs.py",
+        "tests/test_env_contract.py",
         "tests/test_behaviour_rewards.py",
         "tests/bad_inputs/test_bad_env.py",
     ),
@@ -60,9 +61,19 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_learned_env.py::test_vector_env_matches_single_envs_with_one_dit_call_per_step",
         "tests/test_learned_env.py::test_vector_env_autoresets_on_the_next_step",
     ),
-    "occsim/pipeline.py": ("tests/test_behaviour_guidance.py", "tests/test_dit_pipeline.py"),
+    "occsim/pipeline.py": (
+        "tests/test_behaviour_guidance.py",
+        "tests/test_dit_pipeline.py",
+        "tests/test_memory_condition.py",
+        "tests/test_ground_prior.py",
+        "tests/bad_inputs/test_bad_models.py",
+    ),
     "occsim/latent_warp.py": ("tests/test_latent_warp.py", "tests/test_behaviour_geometry.py"),
-    "occsim/geometry.py": ("tests/test_latent_warp.py", "tests/test_behaviour_geometry.py"),
+    "occsim/geometry.py": (
+        "tests/test_latent_warp.py",
+        "tests/test_behaviour_geometry.py",
+        "tests/test_labels_grid.py",
+    ),
     "agents/planner.py": (
         "tests/test_behaviour_planner.py",
         "tests/test_forecast.py",

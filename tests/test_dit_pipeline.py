@@ -190,6 +190,31 @@ def test_save_and_load_as_one_folder(pipe, tmp_path):
     assert torch.equal(run(pipe).latents, run(loaded).latents)
 
 
+def test_a_folder_loads_in_the_dtype_asked_for_either_way_and_with_given_parts(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    plain = OccSoraPipeline.from_pretrained(tmp_path / "pipe")
+    assert plain.transformer.dtype == torch.float32 and plain.tokenizer.dtype == torch.float32
+    assert plain.config._name_or_path == str(tmp_path / "pipe")
+    for key in ("dtype", "torch_dtype"):  # occsim's name and diffusers' name
+        loaded = OccSoraPipeline.from_pretrained(tmp_path / "pipe", **{key: torch.float64})
+        assert loaded.transformer.dtype == torch.float64, key
+        assert loaded.tokenizer.dtype == torch.float64, key
+    solver = DDIMScheduler(prediction_type="sample")
+    swapped = OccSoraPipeline.from_pretrained(tmp_path / "pipe", scheduler=solver)
+    assert swapped.scheduler is solver
+
+
+def test_latents_are_shifted_then_scaled_into_the_diffusion_space():
+    torch.manual_seed(0)
+    tokenizer = OccTokenizer.from_preset("tiny", grid_size=GRID).eval()
+    transformer = OccDiT.from_preset("tiny", latent_scale=2.0, latent_shift=0.5).eval()
+    scaled = OccSoraPipeline(tokenizer, transformer, make_training_scheduler())
+    latents = torch.tensor([1.5, 0.5, -1.0])
+    # (z - 0.5) * 2, worked by hand; denormalize undoes it.
+    torch.testing.assert_close(scaled.normalize(latents), torch.tensor([2.0, 0.0, -3.0]))
+    torch.testing.assert_close(scaled.denormalize(torch.tensor([2.0, 0.0, -3.0])), latents)
+
+
 def test_bad_input(pipe):
     with pytest.raises(ValueError, match="trajectory must have shape"):
         run(pipe, trajectory=np.zeros((1, 3, 2), dtype=np.float32))
