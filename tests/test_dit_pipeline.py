@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -224,6 +226,71 @@ def test_bad_input(pipe):
         run(pipe, context=torch.zeros(1, 8, 2, 10, 10))
     with pytest.raises(ValueError, match="strength"):
         run(pipe, strength=0.5)
+
+
+def test_each_bad_input_is_refused_with_a_message_naming_it(pipe):
+    config = pipe.transformer.config
+    c, t, (h, w) = config.latent_channels, config.latent_frames, config.latent_size
+    good = torch.zeros(1, c, 1, h, w)
+    with pytest.raises(ValueError, match=r"^trajectory must be finite, got NaN or inf$"):
+        run(pipe, trajectory=np.full((1, 4, 2), np.nan, dtype=np.float32))
+    # One wrong size at a time: batch, channels, height and width, no context frame.
+    shape = re.escape(f"context must have shape (1, {c}, k, {h}, {w}) with 0 < k < {t}, got ")
+    for bad in (
+        torch.zeros(2, c, 1, h, w),
+        torch.zeros(1, c + 1, 1, h, w),
+        torch.zeros(1, c, 1, h, w + 1),
+        torch.zeros(1, c, 0, h, w),
+    ):
+        with pytest.raises(ValueError, match="^" + shape + re.escape(str(tuple(bad.shape)))):
+            run(pipe, context=bad)
+    with pytest.raises(ValueError, match=r"^context latents must be finite$"):
+        run(pipe, context=torch.full_like(good, torch.nan))
+    for strength in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"^strength must lie in \(0, 1\], got {strength}$"):
+            run(pipe, strength=strength, latents=good)
+    message = "strength < 1 needs the latents to start from (`latents=`)"
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        run(pipe, strength=0.5)
+    with pytest.raises(
+        ValueError, match=r"^memory was given but this DiT has no memory_conditioning$"
+    ):
+        run(pipe, memory=torch.zeros(1, c + 1, t, h, w))
+
+
+def test_a_waypoint_list_of_one_trajectory_is_a_batch_of_one(pipe):
+    one = run(pipe, trajectory=trajectories(1)[0]).latents  # (T, 2), no batch axis
+    torch.testing.assert_close(one, run(pipe).latents)
+
+
+def test_the_memory_and_the_ground_are_taken_in_the_model_dtype_and_must_be_finite():
+    from test_memory_condition import tiny_dit
+
+    torch.manual_seed(0)
+    tokenizer = OccTokenizer.from_preset("tiny", grid_size=GRID).eval()
+    c, _, h, w = tokenizer.latent_shape(2)
+    both = tiny_dit(
+        latent_channels=c,
+        latent_size=(h, w),
+        context_prior=True,
+        memory_conditioning=True,
+        prior_padding="ground",
+    )
+    pipe = OccSoraPipeline(tokenizer, both, DDIMScheduler(prediction_type="sample"))
+    pipe.set_progress_bar_config(disable=True)
+    context, trajectory = torch.randn(1, c, 1, h, w), trajectories(1)
+    memory, ground = torch.rand(1, c + 1, 1, h, w), torch.randn(1, c, 1, h, w)
+    kwargs = dict(context=context, num_inference_steps=1, output_type="latent")
+    seeded = {"generator": torch.Generator().manual_seed(0)}
+    single = pipe(trajectory, memory=memory, new_space=ground, **kwargs, **seeded).latents
+    # Given in float64, both are cast to the model's float32: the same window.
+    seeded = {"generator": torch.Generator().manual_seed(0)}
+    double = pipe(trajectory, memory=memory.double(), new_space=ground.double(), **kwargs, **seeded)
+    torch.testing.assert_close(double.latents, single)
+    for name, value in (("memory", memory), ("new_space", ground)):
+        bad = {"memory": memory, "new_space": ground, name: torch.full_like(value, torch.inf)}
+        with pytest.raises(ValueError, match=rf"^{name} must be finite$"):
+            pipe(trajectory, **bad, **kwargs)
 
 
 def test_dit_zero_init_and_presets():
