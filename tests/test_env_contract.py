@@ -252,64 +252,79 @@ def test_ego_vector_wraps_the_yaw_change_and_is_clipped_to_its_bounds():
 # ---------------------------------------------------------------- failed calls
 
 
-def test_a_failed_reset_needs_a_new_reset_and_says_what_failed(env, monkeypatch):
+def scripted_env(steps: int = 3) -> tuple[OccEnv, ScriptedWorld]:
+    """An env over a :class:`ScriptedWorld` the test holds (and may break), 2 frames a step."""
+    still = [EgoState(0.0, 0.0, 0.0, 5.0)] * 2
+    world = ScriptedWorld(still, [still] * steps)
+    return OccEnv(world, OccEnvConfig(frames_per_step=2)), world
+
+
+STAY = np.zeros((2, 2), np.float32)
+
+
+def test_a_failed_reset_needs_a_new_reset_and_says_what_failed(monkeypatch):
+    env, world = scripted_env()
     env.reset(seed=0)
 
     def no_scene(rng, options):
         raise ValueError("no scene here")
 
-    monkeypatch.setattr(env._backend, "reset", no_scene)
+    monkeypatch.setattr(world, "reset", no_scene)
     with pytest.raises(ValueError, match=exactly("no scene here")):
         env.reset(seed=1)
     message = (
         "the last reset() failed (ValueError: no scene here); call reset() to start a new episode"
     )
     with pytest.raises(ResetNeeded, match=exactly(message)):
-        env.step(np.zeros((4, 2), np.float32))
+        env.step(STAY)
     with pytest.raises(ResetNeeded, match=exactly(message)):
         _ = env.ego_state
     monkeypatch.undo()
     env.reset(seed=1)
-    env.step(np.zeros((4, 2), np.float32))
+    env.step(STAY)
 
 
-def test_a_failed_step_needs_a_new_reset_and_says_what_failed(env, monkeypatch):
+def test_a_failed_step_needs_a_new_reset_and_says_what_failed(monkeypatch):
+    env, world = scripted_env()
     env.reset(seed=0)
 
     def broken(start, waypoints):
         raise ValueError("the world broke half-way")
 
-    monkeypatch.setattr(env._backend, "advance", broken)
+    monkeypatch.setattr(world, "advance", broken)
     with pytest.raises(ValueError, match=exactly("the world broke half-way")):
-        env.step(np.zeros((4, 2), np.float32))
+        env.step(STAY)
     monkeypatch.undo()
     message = (
         "the last step() failed (ValueError: the world broke half-way); "
         "call reset() to start a new episode"
     )
     with pytest.raises(ResetNeeded, match=exactly(message)):
-        env.step(np.zeros((4, 2), np.float32))
+        env.step(STAY)
     env.reset(seed=0)
+    env.step(STAY)
 
 
 class Interrupted(BaseException):
     """Like ``KeyboardInterrupt``: not an ``Exception``, so nothing records it as a failure."""
 
 
-def test_an_interrupted_reset_leaves_no_episode_to_continue(env, monkeypatch):
+def test_an_interrupted_reset_leaves_no_episode_to_continue(monkeypatch):
+    env, world = scripted_env()
     env.reset(seed=0)
 
     def interrupted(rng, options):
         raise Interrupted
 
-    monkeypatch.setattr(env._backend, "reset", interrupted)
+    monkeypatch.setattr(world, "reset", interrupted)
     with pytest.raises(Interrupted):
         env.reset(seed=1)
     monkeypatch.undo()
     message = "reset() is running; call reset() to start a new episode"
     with pytest.raises(ResetNeeded, match=exactly(message)):
-        env.step(np.zeros((4, 2), np.float32))
+        env.step(STAY)
     env.reset(seed=0)
+    env.step(STAY)
 
 
 # ---------------------------------------------------------------- views and rendering

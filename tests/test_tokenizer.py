@@ -6,7 +6,7 @@ from occsim.labels import FREE
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
 
 SMALL_GRID = (40, 40, 16)
-OVERFIT_STEPS, OVERFIT_LR = 300, 3e-3
+OVERFIT_STEPS, OVERFIT_LR = 200, 3e-3
 
 
 def tiny(**overrides) -> OccTokenizer:
@@ -262,9 +262,9 @@ def test_inverse_sqrt_frequency_weights():
 def test_default_tokenizer_learns_a_few_clips():
     """The default preset's architecture learns two procedural clips (a 64 x 48 crop of
     four frames each, so it runs in the default suite) from random weights to
-    reconstruction mIoU >= 80 (Occ3D metric) in 300 steps: the model, losses and codebook
-    can fit real scenes, rare classes included (mIoU 91 at 300 steps, 77 at 200, 13 at 50
-    on this machine)."""
+    reconstruction mIoU >= 70 (Occ3D metric) in 200 steps: the model, losses and codebook
+    can fit real scenes, rare classes included (mIoU 77 at 200 steps, 91 at 300, 13 at 50
+    on this machine; below 20 untrained)."""
     import numpy as np
 
     from occsim.data import ProceduralClips
@@ -295,4 +295,4 @@ def test_default_tokenizer_learns_a_few_clips():
         optimizer.step()
     learned = miou()
     assert untrained < 20.0
-    assert learned >= 80.0, f"reconstruction mIoU {learned:.1f} after {OVERFIT_STEPS} steps"
+    assert learned >= 70.0, f"reconstruction mIoU {learned:.1f} after {OVERFIT_STEPS} steps"
