@@ -324,7 +324,10 @@ class OccDiT(ModelMixin, ConfigMixin):
         view = torch.cat([latents, condition[:, channels:]], dim=1)
         return view * shown[:, None, :, None, None].to(view)
 
-    def _new_space(self, new_space: torch.Tensor | None, latents: torch.Tensor):
+    def _new_space(
+        self, new_space: torch.Tensor | None, latents: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``new_space`` checked against this DiT and the latents, in their dtype."""
         if new_space is None:
             return None
         if self.config.prior_padding != "ground":

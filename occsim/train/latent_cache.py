@@ -119,27 +119,41 @@ class LatentCache:
                 tokenizer, segments, offsets, latent_frames
             )
         if self.has_ground:
-            codes, present = self._view_codes(self.ground_indices, segments, offsets, latent_frames)
-            out["new_space"] = tokenizer.quantizer.lookup(codes.long().to(tokenizer.device))
-            out["new_space_present"] = present
+            out["new_space"], out["new_space_present"] = self._view_latents(
+                tokenizer, self.ground_indices, segments, offsets, latent_frames
+            )
         return out
 
     @staticmethod
-    def _view_codes(
+    def _views_of_window(
         views: torch.Tensor, segments: torch.Tensor, offsets: torch.Tensor, latent_frames: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes ``(B, G, latent_frames, h, w)`` of each window frame's view (code 0 where
-        there is none) and ``(B, latent_frames)`` whether it has one."""
-        # Latent frame j of a segment is seen through view j - 1; its first frame has none.
-        codes = torch.zeros(
-            len(segments), views.shape[1], latent_frames, *views.shape[3:], dtype=views.dtype
-        )
+        """Each window frame's view ``(B, latent_frames, ...)`` from ``views (N, t - 1,
+        ...)`` (zeros where there is none) and ``(B, latent_frames)`` whether it has one."""
+        out = torch.zeros(len(segments), latent_frames, *views.shape[2:], dtype=views.dtype)
         present = torch.zeros(len(segments), latent_frames, dtype=torch.bool)
         for b, (s, o) in enumerate(zip(segments.tolist(), offsets.tolist())):
-            first = 1 if o == 0 else 0  # window frames that have a view
-            codes[b, :, first:] = views[s, :, o + first - 1 : o + latent_frames - 1]
+            # Latent frame j of a segment is seen through view j - 1; its first has none.
+            first = 1 if o == 0 else 0
+            out[b, first:] = views[s, o + first - 1 : o + latent_frames - 1]
             present[b, first:] = True
-        return codes, present
+        return out, present
+
+    def _view_latents(
+        self,
+        tokenizer: OccTokenizer,
+        codes: torch.Tensor,
+        segments: torch.Tensor,
+        offsets: torch.Tensor,
+        latent_frames: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents ``(B, C, latent_frames, h, w)`` of the views whose codes are ``codes (N,
+        G, t - 1, h, w)``, and whether each window frame has one."""
+        window, present = self._views_of_window(
+            codes.transpose(1, 2), segments, offsets, latent_frames
+        )
+        latents = tokenizer.quantizer.lookup(window.transpose(1, 2).long().to(tokenizer.device))
+        return latents, present
 
     def _memory_window(
         self,
@@ -148,12 +162,10 @@ class LatentCache:
         offsets: torch.Tensor,
         latent_frames: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        codes, present = self._view_codes(self.memory_indices, segments, offsets, latent_frames)
-        known = torch.zeros(len(segments), latent_frames, *self.memory_known.shape[2:])
-        for b, (s, o) in enumerate(zip(segments.tolist(), offsets.tolist())):
-            first = 1 if o == 0 else 0
-            known[b, first:] = self.memory_known[s, o + first - 1 : o + latent_frames - 1].float()
-        latents = tokenizer.quantizer.lookup(codes.long().to(tokenizer.device))
+        latents, present = self._view_latents(
+            tokenizer, self.memory_indices, segments, offsets, latent_frames
+        )
+        known, _ = self._views_of_window(self.memory_known, segments, offsets, latent_frames)
         return torch.cat([latents, known[:, None].to(latents)], dim=1), present
 
 
