@@ -4,10 +4,11 @@ Every committed frame's road users (blobs, as :func:`~occsim.road_users.keep_roa
 leaves them) are matched to the objects of the frame before by class and distance in the
 world frame; a matched object's velocity is its displacement over the frame period (an
 unmatched one starts still). The next frame places every object where its velocity takes
-it, so a car seen driving keeps driving instead of smearing, and a parked one stays put. An
-object that would move into the ego's box stops where it was (it yields, as the exact
-world's traffic does).
-"""
+it, so a car seen driving keeps driving instead of smearing, and a parked one stays put.
+One the real frames show slowing steadily brakes on to a stop (a car queueing at a
+junction) instead of driving through what it was stopping for. An object that would move
+into the ego's box or up against another object stops where it was (it yields, as the
+exact world's traffic does): road users never merge into one blob."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity es
 YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
 EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
 STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid jitter)
+BRAKING_SPEEDS = 3  # real-frame speeds a braking estimate looks back over
+MIN_BRAKING = 1.0  # m/s^2 of steady slowing that counts as braking (above centroid jitter)
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
@@ -58,6 +61,17 @@ class RoadUser:
     cls: int
     measured: bool = False  # whether the velocity comes from a displacement yet
     cut: bool = False  # whether the view's edge cuts it (its centroid is not its centre)
+    speeds: tuple[float, ...] = ()  # speeds measured in real frames, newest last
+    braking: float = 0.0  # m/s^2 it slows by until it stands (0: constant velocity)
+
+    def travel(self, seconds: float) -> np.ndarray:
+        """World displacement ``(2,)`` over ``seconds``: constant velocity, or braking at
+        a constant rate until it stands."""
+        if self.braking <= 0:
+            return self.velocity * seconds
+        speed = float(np.hypot(*self.velocity))
+        moving = min(seconds, speed / self.braking)
+        return self.velocity / speed * (speed * moving - 0.5 * self.braking * moving**2)
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
@@ -115,7 +129,7 @@ class RoadUserTracks:
         previous = self.objects
         elapsed = self.frame_period * frames_since
         if previous and current:
-            expected = np.array([o.centroid + o.velocity * elapsed for o in previous])
+            expected = np.array([o.centroid + o.travel(elapsed) for o in previous])
             classes = np.array([o.cls for o in previous])
             taken = np.zeros(len(previous), dtype=bool)
             for n, obj in enumerate(current):
@@ -142,10 +156,21 @@ class RoadUserTracks:
                 speed = float(np.hypot(*measured))
                 if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
                     continue
-                weight = VELOCITY_SMOOTHING if match.measured else 1.0
-                velocity = weight * measured + (1 - weight) * match.velocity
+                speeds, braking = match.speeds, match.braking
+                if observed:
+                    speeds = (*speeds, speed)[-BRAKING_SPEEDS:]
+                    braking = _braking(speeds, elapsed)
+                if braking and observed:
+                    velocity = measured  # the latest: a braking object is slower than its mean
+                elif braking:
+                    # It moved as predicted (or waited); it has slowed as it brakes.
+                    was = float(np.hypot(*match.velocity))
+                    velocity = match.velocity * max(was - braking * elapsed, 0.0) / was
+                else:
+                    weight = VELOCITY_SMOOTHING if match.measured else 1.0
+                    velocity = weight * measured + (1 - weight) * match.velocity
                 if np.hypot(*velocity) < STILL_SPEED:
-                    velocity = np.zeros(2)
+                    velocity, braking = np.zeros(2), 0.0
                 shape = obj if observed else match
                 current[n] = RoadUser(
                     shape.volume,
@@ -157,37 +182,73 @@ class RoadUserTracks:
                     match.cls,
                     measured=True,
                     cut=obj.cut,
+                    speeds=speeds,
+                    braking=braking,
                 )
         self.objects = current
 
     def predict(self, pose: np.ndarray, frames_ahead: int = 1) -> np.ndarray:
         """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) ``frames_ahead`` frames
         after the last observed one, seen from ``pose``: each object moved on by its
-        velocity, or left where it was if that would take it into the ego's box."""
-        out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
-        body = self.grid.ego_body_band
+        velocity, or left where it was if that would take it into the ego's box or up
+        against another object. Road users do not drive into each other: a car closing in
+        on a slower one waits behind it, as the exact world's traffic does, instead of
+        merging with it into one blob. An object moves once the ones in its way have."""
         pose = np.asarray(pose, dtype=np.float64)
-        for obj in self.objects:
-            step = obj.velocity * self.frame_period * frames_ahead
-            for shift in (obj.offset + step, obj.offset):
+        out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
+        taken = np.zeros(self.grid.shape[:2], dtype=bool)  # columns of objects placed
+        owner = np.full(self.grid.shape[:2], -1)  # which unplaced object stands in a column
+        here = [self._stamp(obj, obj.offset, pose) for obj in self.objects]
+        for i, stamp in enumerate(here):
+            if stamp is not None:
+                owner[stamp[0], stamp[1]] = np.where(stamp[3], i, owner[stamp[0], stamp[1]])
+
+        def place(i: int, stamp) -> None:
+            if stamp is not None:
+                ix, iy, columns, standing = stamp
+                out[ix, iy] = np.where(columns != EMPTY, columns, out[ix, iy])
+                taken[ix[standing], iy[standing]] = True
+            if here[i] is not None:
+                ix, iy = here[i][0], here[i][1]
+                owner[ix, iy] = np.where(owner[ix, iy] == i, -1, owner[ix, iy])
+
+        moving = []
+        for i, obj in enumerate(self.objects):
+            if np.any(obj.velocity):
+                moving.append(i)
+            else:
+                place(i, here[i])
+        while moving:
+            waiting = []
+            for i in moving:
+                obj = self.objects[i]
+                shift = obj.offset + obj.travel(self.frame_period * frames_ahead)
                 stamp = self._stamp(obj, shift, pose)
                 if stamp is None:
-                    break
-                ix, iy, columns = stamp
-                occupied = columns != EMPTY
-                in_body = occupied[:, body].any(axis=1)
-                if np.any(step) and np.any(self._ego_box[ix[in_body], iy[in_body]]):
-                    step = np.zeros(2)
-                    continue  # it would drive into the ego: it waits where it was
-                target = out[ix, iy]
-                out[ix, iy] = np.where(occupied, columns, target)
+                    place(i, None)  # it has left the view
+                    continue
+                ix, iy, columns, standing = stamp
+                in_body = (columns[:, self.grid.ego_body_band] != EMPTY).any(axis=1)
+                if np.any(self._ego_box[ix[in_body], iy[in_body]]) or _touches(
+                    taken, ix[standing], iy[standing]
+                ):
+                    place(i, here[i])  # it would drive into the ego or a placed object
+                elif _touches(owner, ix[standing], iy[standing], other_than=i):
+                    waiting.append(i)  # one in its way has not moved yet
+                else:
+                    place(i, stamp)
+            if len(waiting) == len(moving):  # a queue that cannot move: all wait
+                for i in waiting:
+                    place(i, here[i])
                 break
+            moving = waiting
         return out
 
     def _stamp(self, obj: RoadUser, shift: np.ndarray, pose: np.ndarray):
-        """Target columns ``(ix, iy)`` and their classes ``(n, Z)`` of an object moved by a
-        world ``shift``, seen from ``pose``; every target column samples the nearest
-        column of the object's volume (no holes, no growth when it turns)."""
+        """Target columns ``(ix, iy)``, their classes ``(n, Z)`` and whether each holds any
+        of it ``(n,)``, of an object moved by a world ``shift``, seen from ``pose``; every
+        target column samples the nearest column of the object's volume (no holes, no
+        growth when it turns)."""
         grid = self.grid
         size = np.array(obj.volume.shape[:2])
         corners = (
@@ -210,4 +271,31 @@ class RoadUserTracks:
         if not inside.any():
             return None
         columns = obj.volume[source[inside, 0], source[inside, 1]]
-        return ix[inside], iy[inside], columns
+        return ix[inside], iy[inside], columns, (columns != EMPTY).any(axis=1)
+
+
+def _braking(speeds: tuple[float, ...], elapsed: float) -> float:
+    """The steady braking (m/s^2) of an object whose last :data:`BRAKING_SPEEDS` measured
+    ``speeds``, ``elapsed`` seconds apart, fell every time by :data:`MIN_BRAKING` on
+    average or more; 0 otherwise (a constant speed, or jitter)."""
+    if len(speeds) < BRAKING_SPEEDS or np.any(np.diff(speeds) >= 0):
+        return 0.0
+    braking = (speeds[0] - speeds[-1]) / ((len(speeds) - 1) * elapsed)
+    return float(braking) if braking >= MIN_BRAKING else 0.0
+
+
+def _touches(
+    occupied: np.ndarray, ix: np.ndarray, iy: np.ndarray, other_than: int | None = None
+) -> bool:
+    """Whether any column ``(ix, iy)`` is or neighbours (8-connected) an occupied column:
+    two such blobs would be one. ``occupied`` is a boolean map, or with ``other_than`` a
+    map of owners (-1 for none) where that owner's own columns do not count."""
+    nx, ny = occupied.shape
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            near = occupied[np.clip(ix + dx, 0, nx - 1), np.clip(iy + dy, 0, ny - 1)]
+            if other_than is None and near.any():
+                return True
+            if other_than is not None and np.any((near >= 0) & (near != other_than)):
+                return True
+    return False

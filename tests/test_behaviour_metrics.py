@@ -323,3 +323,30 @@ def test_seen_drift_splits_what_the_memory_keeps_from_what_moves_on():
     assert "road users: 60.0 -> 20.0 (frozen copy 10.0 -> 10.0)" in note
     result.steps = result.steps[3:]  # no step covers 20 %: nothing is judged
     assert last_seen_step(result) == 0 and seen_drift(result) == {}
+
+
+class _IdentityFeatures(torch.nn.Module):
+    """An 'encoder' whose features are a window's numbers themselves."""
+
+    config = SimpleNamespace(frames=1)
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        return window.reshape(1, -1).double()
+
+
+def test_closed_loop_fd_scores_its_own_windows_as_real_and_a_shift_by_its_square():
+    from occsim.evaluate.closed_loop import _frechet
+
+    rng = np.random.default_rng(3)
+    exact = [rng.normal(size=(1, 4)) for _ in range(40)]
+    same, real = _frechet(_IdentityFeatures(), exact, exact)
+    # Learned windows equal to the exact ones score exactly as one half of the exact windows
+    # against the other, split for split.
+    assert same == pytest.approx(real, abs=1e-9) and real > 0
+    # Shifted by 10 in each of 4 features: the mean term adds 4 * 10^2; the cross term
+    # 2 c . (mean of one half - mean of the other) averages out over the splits.
+    shifted, real_again = _frechet(_IdentityFeatures(), [w + 10.0 for w in exact], exact)
+    assert real_again == real
+    assert shifted - real == pytest.approx(400.0, rel=0.03)
+    # The same splits every time: the figure does not depend on the call.
+    assert _frechet(_IdentityFeatures(), exact, exact) == (same, real)

@@ -217,6 +217,54 @@ def test_a_seen_car_drives_on_at_its_velocity_and_a_parked_one_stays():
     assert np.count_nonzero(turned == CAR) == np.count_nonzero(predicted == CAR)
 
 
+def _car_blobs(predicted: np.ndarray) -> list[tuple[int, int]]:
+    """First and last x index of each car blob (8-connected columns), in order of x."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label((predicted == CAR).any(axis=2), np.ones((3, 3), bool))
+    boxes = ndimage.find_objects(labels)
+    return sorted((box[0].start, box[0].stop - 1) for box in boxes[:count])
+
+
+def test_a_car_closing_in_on_a_parked_one_waits_behind_it_instead_of_merging():
+    tracks = RoadUserTracks()
+    for k in range(2):  # 2.4 m a frame (4.8 m/s) towards a car parked 7.6 m ahead of it
+        frame = car_at(street(), 160, 95)
+        tracks.observe(car_at(frame, 135 + 6 * k, 95), np.zeros(3))
+    # 2 s on, it would be 9.6 m further, inside the parked car: it waits where it was.
+    assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=4)) == [(141, 151), (160, 170)]
+    # Half a second on, 2.4 m, it still clears the parked car by a voxel: it moves.
+    assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=1)) == [(147, 157), (160, 170)]
+
+
+def test_a_queue_moves_together_whichever_car_the_tracks_list_first():
+    tracks = RoadUserTracks()
+    for k in range(2):  # two cars 1.2 m apart, both at 4.8 m/s; the follower is listed first
+        tracks.observe(car_at(car_at(street(), 120 + 6 * k, 95), 134 + 6 * k, 95), np.zeros(3))
+    assert tracks.objects[0].centroid[0] < tracks.objects[1].centroid[0]
+    # The follower's next place overlaps where the leader is now, not where it goes.
+    assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=1)) == [(132, 142), (146, 156)]
+
+
+def test_a_car_seen_braking_comes_to_a_stop_and_one_at_steady_speed_does_not():
+    tracks = RoadUserTracks()
+    for x0 in (110, 117, 122, 125):  # 7, 5, 3 voxels a frame: 5.6, 4.0, 2.4 m/s
+        tracks.observe(car_at(street(), x0, 95), np.zeros(3), observed=True)
+    (car,) = tracks.objects
+    # Braking (5.6 - 2.4) / 1 s = 3.2 m/s^2 from its latest speed, 2.4 m/s: it stands after
+    # 0.75 s and 2.4 * 0.75 - 3.2 * 0.75^2 / 2 = 0.9 m (2.25 voxels) on.
+    assert car.braking == pytest.approx(3.2) and car.velocity == pytest.approx([2.4, 0.0])
+    stops = [_car_blobs(tracks.predict(np.zeros(3), frames_ahead=k)) for k in (2, 4, 8)]
+    assert stops[0] == stops[1] == stops[2] and stops[0][0][0] in (127, 128)
+    # Seen again where it stopped, 2 s on, it stands still from then on.
+    tracks.observe(car_at(street(), stops[0][0][0], 95), np.zeros(3), frames_since=4)
+    assert tracks.objects[0].braking == 0 and not np.any(tracks.objects[0].velocity)
+    steady = RoadUserTracks()
+    for x0 in (110, 116, 123, 129):  # 6, 7, 6 voxels a frame: about 5 m/s, jitter
+        steady.observe(car_at(street(), x0, 95), np.zeros(3), observed=True)
+    assert steady.objects[0].braking == 0 and steady.objects[0].velocity[0] > 4.5
+
+
 def test_a_road_user_behind_the_ego_yields_instead_of_driving_into_it():
     tracks = RoadUserTracks()
     for k in range(2):  # a car closing in from behind at 5 m/s, its front 4.4 m behind
