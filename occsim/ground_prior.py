@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from occsim.grid import column_any
 from occsim.labels import FREE_ID, GROUND_CLASSES
 from occsim.scene_memory import UNKNOWN
 from occsim.tokenizer import OccTokenizer
@@ -35,9 +36,8 @@ def carry_ground(view: np.ndarray) -> np.ndarray:
     view = np.asarray(view)
     if view.ndim != 3 or view.dtype != np.uint8:
         raise ValueError(f"view must be uint8 (X, Y, Z), got {view.dtype} {view.shape}")
-    unknown = (view == UNKNOWN).all(axis=-1)
-    ground = _IS_GROUND[view]
-    has_ground = ground.any(axis=-1) & ~unknown
+    unknown = ~column_any(view != UNKNOWN)
+    has_ground = column_any(np.take(_IS_GROUND, view)) & ~unknown
     if not unknown.any() or not has_ground.any():
         return view
     # The index of the nearest column with ground, for every column (exact Euclidean).

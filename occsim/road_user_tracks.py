@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from occsim.geometry import local_to_world, world_to_local
-from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec
+from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec, column_any
 from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
@@ -77,10 +77,10 @@ class RoadUser:
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
     """The road-user blobs (8-connected columns) of ``frame`` seen from ``pose``, standing
     still."""
-    users = _ROAD_USER[frame]
+    users = np.take(_ROAD_USER, frame)
     if not users.any():
         return []
-    labels, _ = ndimage.label(users.any(axis=2), _CONNECTIVITY)
+    labels, _ = ndimage.label(column_any(users), _CONNECTIVITY)
     pose = np.asarray(pose, dtype=np.float64)
     objects = []
     for blob, box in enumerate(ndimage.find_objects(labels), start=1):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from occsim.grid import OCC3D_GRID, GridSpec
+from occsim.grid import OCC3D_GRID, GridSpec, column_any
 from occsim.labels import (
     BICYCLE,
     BUS,
@@ -97,14 +97,18 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     that passes the checks takes its majority class; the rest become free (the ground layer
     takes the nearest ground). A new array; the input is not changed."""
     frame = np.asarray(frame)
-    users = _ROAD_USER[frame]
+    users = np.take(_ROAD_USER, frame)
     out = frame.copy()
     if not users.any():
         return out
     # Blobs are 8-connected in the bird's-eye view: road users stand on the ground, and
     # labelling 200 x 200 columns costs a tenth of labelling the volume.
-    labels, count = ndimage.label(users.any(axis=2), _CONNECTIVITY)
-    x, y, z = np.nonzero(users)
+    columns = column_any(users)
+    labels, count = ndimage.label(columns, _CONNECTIVITY)
+    # The voxels of the columns that hold any, in np.nonzero's order (a tenth of the time).
+    cx, cy = np.nonzero(columns)
+    k, z = np.nonzero(users[cx, cy])
+    x, y = cx[k], cy[k]
     blob = labels[x, y]
     classes = frame[x, y, z]
     size = np.bincount(blob, minlength=count + 1)
@@ -115,7 +119,7 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     # its own class in the frame; the ground around it tells where it stands).
     g = grid.ground_index
     ground = frame[:, :, g]
-    usable = ndimage.binary_dilation(_USABLE[ground] & ~users[:, :, g], np.ones((5, 5), bool))
+    usable = ndimage.maximum_filter(_USABLE[ground] & ~users[:, :, g], size=5, mode="constant")
     on_usable = np.bincount(blob, weights=usable[x, y], minlength=count + 1) / np.maximum(size, 1)
     height = (top + 1 - g) * grid.voxel_size
     spans = [high + 1 - low for low, high in (_bounds(blob, x, count), _bounds(blob, y, count))]

