@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
 from occsim.geometry import local_to_world, world_to_local
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec, column_any
@@ -32,6 +33,7 @@ SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
+_NO_MATCH = 1e9  # the cost of a pair that may not be matched
 
 
 _ROAD_USER = class_lookup(DYNAMIC_CLASSES)
@@ -120,7 +122,7 @@ class RoadUserTracks:
     ) -> None:
         """Take the road users of a committed ``frame`` at ``pose``, ``frames_since`` frames
         after the last observed one. Each one matched to an object seen then (same class,
-        nearest to where that one was heading, within reach) is that object moved on: its
+        within reach of where that one was heading; :func:`_associate`) is that object moved on: its
         displacement updates the velocity, and it keeps the object's shape, unless the
         frame was ``observed`` (not generated): a real view is the best shape there is,
         while re-capturing a shape from its own resampled stamp would wear it down. The
@@ -129,17 +131,8 @@ class RoadUserTracks:
         previous = self.objects
         elapsed = self.frame_period * frames_since
         if previous and current:
-            expected = np.array([o.centroid + o.travel(elapsed) for o in previous])
-            classes = np.array([o.cls for o in previous])
-            taken = np.zeros(len(previous), dtype=bool)
-            for n, obj in enumerate(current):
-                distance = np.linalg.norm(expected - obj.centroid, axis=1)
-                distance[taken | (classes != obj.cls)] = np.inf
-                best = int(distance.argmin())
-                if distance[best] > MAX_MATCH_DISTANCE:
-                    continue
-                taken[best] = True
-                match = previous[best]
+            for n, best in _associate(previous, current, elapsed, observed):
+                obj, match = current[n], previous[best]
                 # Blobs that merge or split (a car passing a parked row) are not one object
                 # moving: their centroid jumps.
                 count, old_count = _voxels(obj), _voxels(match)
@@ -272,6 +265,33 @@ class RoadUserTracks:
             return None
         columns = obj.volume[source[inside, 0], source[inside, 1]]
         return ix[inside], iy[inside], columns, (columns != EMPTY).any(axis=1)
+
+
+def _associate(
+    previous: list[RoadUser], current: list[RoadUser], elapsed: float, observed: bool
+) -> list[tuple[int, int]]:
+    """Pairs ``(current index, previous index)`` of one object seen ``elapsed`` seconds
+    apart: same class, within reach of where the previous one was heading, assigned
+    together so the total distance is least (a car passing a parked one keeps its own
+    track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction; an object of a real
+    frame not yet measured may have moved as far as its class can drive (a car at 12 m/s
+    covers 6 m between two frames; it used to start again, still)."""
+    expected = np.array([o.centroid + o.travel(elapsed) for o in previous])
+    distance = np.linalg.norm(
+        np.array([o.centroid for o in current])[:, None] - expected[None], axis=2
+    )
+    reach = np.array(
+        [
+            MAX_MATCH_DISTANCE
+            if o.measured or not observed
+            else max(MAX_MATCH_DISTANCE, MAX_SPEED.get(o.cls, DEFAULT_MAX_SPEED) * elapsed)
+            for o in previous
+        ]
+    )
+    same_class = np.array([o.cls for o in current])[:, None] == np.array([o.cls for o in previous])
+    allowed = same_class & (distance <= reach[None])
+    rows, cols = linear_sum_assignment(np.where(allowed, distance, _NO_MATCH))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
 
 def _braking(speeds: tuple[float, ...], elapsed: float) -> float:
