@@ -52,7 +52,8 @@ class RoadUser:
     """One object: its voxels as first seen (``volume (bx, by, Z)`` of classes, ``EMPTY``
     elsewhere, whose corner is voxel ``lower (2,)`` of the frame seen from ``frame_pose``),
     the world ``offset`` it has moved since, its world ``centroid`` now, its ``velocity``
-    (m/s, taken whole from the first displacement, then smoothed) and class."""
+    (m/s, taken whole from the first displacement, then smoothed; for one braking, its speed
+    at the end of the last real interval) and class."""
 
     volume: np.ndarray
     lower: np.ndarray
@@ -69,9 +70,9 @@ class RoadUser:
     def travel(self, seconds: float) -> np.ndarray:
         """World displacement ``(2,)`` over ``seconds``: constant velocity, or braking at
         a constant rate until it stands."""
-        if self.braking <= 0:
-            return self.velocity * seconds
         speed = float(np.hypot(*self.velocity))
+        if self.braking <= 0 or speed == 0:
+            return self.velocity * seconds
         moving = min(seconds, speed / self.braking)
         return self.velocity / speed * (speed * moving - 0.5 * self.braking * moving**2)
 
@@ -133,11 +134,6 @@ class RoadUserTracks:
         if previous and current:
             for n, best in _associate(previous, current, elapsed, observed):
                 obj, match = current[n], previous[best]
-                # Blobs that merge or split (a car passing a parked row) are not one object
-                # moving: their centroid jumps.
-                count, old_count = _voxels(obj), _voxels(match)
-                if abs(count - old_count) > SIZE_CHANGE * max(count, old_count):
-                    continue
                 if obj.cut or match.cut:
                     # Half in view, its centroid moves as the view does: it keeps still.
                     obj.velocity = (
@@ -154,11 +150,14 @@ class RoadUserTracks:
                     speeds = (*speeds, speed)[-BRAKING_SPEEDS:]
                     braking = _braking(speeds, elapsed)
                 if braking and observed:
-                    velocity = measured  # the latest: a braking object is slower than its mean
+                    # The displacement gives the mean speed over the interval; braking, the
+                    # object is slower at its end by half the interval's slowing.
+                    now = max(speed - braking * elapsed / 2, 0.0)
+                    velocity = measured * now / speed
                 elif braking:
                     # It moved as predicted (or waited); it has slowed as it brakes.
                     was = float(np.hypot(*match.velocity))
-                    velocity = match.velocity * max(was - braking * elapsed, 0.0) / was
+                    velocity = match.velocity * max(was - braking * elapsed, 0.0) / max(was, 1e-9)
                 else:
                     weight = VELOCITY_SMOOTHING if match.measured else 1.0
                     velocity = weight * measured + (1 - weight) * match.velocity
@@ -271,7 +270,8 @@ def _associate(
     previous: list[RoadUser], current: list[RoadUser], elapsed: float, observed: bool
 ) -> list[tuple[int, int]]:
     """Pairs ``(current index, previous index)`` of one object seen ``elapsed`` seconds
-    apart: same class, within reach of where the previous one was heading, assigned
+    apart: same class, about the same size, within reach of where the previous one was
+    heading, assigned
     together so the total distance is least (a car passing a parked one keeps its own
     track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction; an object of a real
     frame not yet measured may have moved as far as its class can drive (a car at 12 m/s
@@ -289,7 +289,12 @@ def _associate(
         ]
     )
     same_class = np.array([o.cls for o in current])[:, None] == np.array([o.cls for o in previous])
-    allowed = same_class & (distance <= reach[None])
+    # Blobs that merge or split (a car passing a parked row) are not one object moving:
+    # their centroid jumps, and their voxel count with it.
+    counts = np.array([_voxels(o) for o in current])[:, None]
+    old_counts = np.array([_voxels(o) for o in previous])[None]
+    same_size = np.abs(counts - old_counts) <= SIZE_CHANGE * np.maximum(counts, old_counts)
+    allowed = same_class & same_size & (distance <= reach[None])
     rows, cols = linear_sum_assignment(np.where(allowed, distance, _NO_MATCH))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 

@@ -242,7 +242,9 @@ def compose(
     known = projected != UNKNOWN
     if predicted is None:
         user_on_open_space = _DYNAMIC[generated] & _FREE_OR_GROUND[projected]
-        return np.where(known & ~user_on_open_space, projected, generated)
+        return np.where(known & ~user_on_open_space, projected, generated).astype(
+            np.uint8, copy=False
+        )
     seen_column = column_any(known)[:, :, None]
     out = np.where(known, projected, generated)
     # In a seen column the memory misses only voxels a road user stood in when it was seen;
@@ -259,4 +261,4 @@ def compose(
     )
     placed = (predicted != UNKNOWN) & np.take(_ROOM_FOR_USER, out)
     out[placed] = predicted[placed]
-    return out
+    return out.astype(np.uint8, copy=False)

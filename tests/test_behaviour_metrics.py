@@ -350,3 +350,18 @@ def test_closed_loop_fd_scores_its_own_windows_as_real_and_a_shift_by_its_square
     assert shifted - real == pytest.approx(400.0, rel=0.03)
     # The same splits every time: the figure does not depend on the call.
     assert _frechet(_IdentityFeatures(), exact, exact) == (same, real)
+
+
+def test_closed_loop_fd_halves_split_whole_episodes():
+    from occsim.evaluate.closed_loop import _frechet
+
+    rng = np.random.default_rng(4)
+    # Four drives, five windows each, 10 apart in every feature: halves of whole drives
+    # differ in their means by whole drives, halves of windows mix every drive into both.
+    exact = [rng.normal(size=(1, 4)) * 0.1 + 10.0 * (k // 5) for k in range(20)]
+    episodes = [k // 5 for k in range(20)]
+    by_window = _frechet(_IdentityFeatures(), exact, exact)[1]
+    by_episode = _frechet(_IdentityFeatures(), exact, exact, episodes=episodes)[1]
+    assert by_episode > 3 * by_window  # measured: 722 against 129
+    # One drive only: its windows are split instead (a figure, not an empty half).
+    assert np.isfinite(_frechet(_IdentityFeatures(), exact[:5], exact[:5], episodes=[0] * 5)[1])

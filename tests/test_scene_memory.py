@@ -251,11 +251,12 @@ def test_a_car_seen_braking_comes_to_a_stop_and_one_at_steady_speed_does_not():
     for x0 in (110, 117, 122, 125):  # 7, 5, 3 voxels a frame: 5.6, 4.0, 2.4 m/s
         tracks.observe(car_at(street(), x0, 95), np.zeros(3), observed=True)
     (car,) = tracks.objects
-    # Braking (5.6 - 2.4) / 1 s = 3.2 m/s^2 from its latest speed, 2.4 m/s: it stands after
-    # 0.75 s and 2.4 * 0.75 - 3.2 * 0.75^2 / 2 = 0.9 m (2.25 voxels) on.
-    assert car.braking == pytest.approx(3.2) and car.velocity == pytest.approx([2.4, 0.0])
-    stops = [_car_blobs(tracks.predict(np.zeros(3), frames_ahead=k)) for k in (2, 4, 8)]
-    assert stops[0] == stops[1] == stops[2] and stops[0][0][0] in (127, 128)
+    # Braking (5.6 - 2.4) / 1 s = 3.2 m/s^2. 2.4 m/s is the mean of the last 0.5 s; at its
+    # end the car is slower by 3.2 * 0.25: 1.6 m/s. It stands after 0.5 s and
+    # 1.6 * 0.5 - 3.2 * 0.5^2 / 2 = 0.4 m (one voxel) on.
+    assert car.braking == pytest.approx(3.2) and car.velocity == pytest.approx([1.6, 0.0])
+    stops = [_car_blobs(tracks.predict(np.zeros(3), frames_ahead=k)) for k in (1, 2, 4, 8)]
+    assert stops[0] == stops[1] == stops[2] == stops[3] == [(126, 136)]
     # Seen again where it stopped, 2 s on, it stands still from then on.
     tracks.observe(car_at(street(), stops[0][0][0], 95), np.zeros(3), frames_since=4)
     assert tracks.objects[0].braking == 0 and not np.any(tracks.objects[0].velocity)

@@ -107,9 +107,10 @@ def closed_loop_fidelity(
     per_step = [_StepMetrics() for _ in range(steps)]
     learned_windows: list[np.ndarray] = []
     exact_windows: list[np.ndarray] = []
+    window_episodes: list[int] = []
     learned_only = exact_ends = learned_ends = 0
     termination_steps: list[int | None] = []
-    for seed in tqdm(seeds, desc="closed loop", disable=not progress):
+    for episode, seed in enumerate(tqdm(seeds, desc="closed loop", disable=not progress)):
         observation, info = exact.reset(seed=seed)
         learned.reset(seed=seed)
         agent.reset(seed)
@@ -129,6 +130,7 @@ def closed_loop_fidelity(
             if previous_exact is not None:
                 exact_windows.append(np.concatenate([previous_exact, truth]))
                 learned_windows.append(np.concatenate([previous_learned, fake]))
+                window_episodes.append(episode)
                 previous_exact = previous_learned = None
             else:
                 previous_exact, previous_learned = truth, fake
@@ -152,7 +154,9 @@ def closed_loop_fidelity(
         termination_steps=termination_steps,
     )
     if fd_encoder is not None and len(exact_windows) >= 4:
-        result.fd_learned, result.fd_real = _frechet(fd_encoder, learned_windows, exact_windows)
+        result.fd_learned, result.fd_real = _frechet(
+            fd_encoder, learned_windows, exact_windows, episodes=window_episodes
+        )
     return result
 
 
@@ -162,12 +166,15 @@ def _frechet(
     learned: list[np.ndarray],
     exact: list[np.ndarray],
     splits: int = FD_SPLITS,
+    episodes: list[int] | None = None,
 ) -> tuple[float, float]:
     """FD of learned windows against exact ones, and of one half of the exact windows
     against the other (the real-vs-real reference at the same sample size). Window ``i`` of
     both lists comes from the same episode and step; each figure is the mean over ``splits``
     seeded random halvings, the same for both, with learned windows of one half scored
-    against exact windows of the other."""
+    against exact windows of the other. The halvings split ``episodes`` (the episode of each
+    window; each window its own without them): windows of one drive resemble each other,
+    and in both halves they would make either figure smaller."""
     frames = encoder.config.frames
 
     def features(windows: list[np.ndarray]) -> np.ndarray:
@@ -177,11 +184,18 @@ def _frechet(
 
     learned_features, exact_features = features(learned), features(exact)
     rng = np.random.default_rng(0)
-    half = len(exact_features) // 2
+    groups = np.arange(len(exact_features)) if episodes is None else np.asarray(episodes)
+    if len(np.unique(groups)) < 2:  # one drive: its windows are all there is to split
+        groups = np.arange(len(exact_features))
+    names = np.unique(groups)
     learned_fd, real_fd = [], []
     for _ in range(splits):
-        order = rng.permutation(len(exact_features))
-        one, other = order[:half], order[half:]
+        order = rng.permutation(names)
+        # Whole episodes into the first half until it holds half of the windows.
+        sizes = np.array([np.count_nonzero(groups == g) for g in order])
+        first = order[: int(np.searchsorted(np.cumsum(sizes), len(groups) / 2)) + 1]
+        in_first = np.isin(groups, first)
+        one, other = np.flatnonzero(in_first), np.flatnonzero(~in_first)
         learned_fd.append(frechet_distance(learned_features[one], exact_features[other]))
         real_fd.append(frechet_distance(exact_features[one], exact_features[other]))
     return float(np.mean(learned_fd)), float(np.mean(real_fd))
