@@ -275,7 +275,7 @@ def closed_loop_report(result: ClosedLoopResult):
         notes.append(
             f"Fréchet distance of learned-world windows to exact-world windows: "
             f"{result.fd_learned:.1f} (exact vs exact, same sample size: {result.fd_real:.1f}; "
-            f"both the mean over {FD_SPLITS} random halvings of the windows)."
+            f"both the mean over {FD_SPLITS} random halvings of the episodes)."
         )
     return Report(
         "eval:closed-loop",
