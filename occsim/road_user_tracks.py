@@ -122,9 +122,9 @@ class RoadUserTracks:
         self, frame: np.ndarray, pose: np.ndarray, frames_since: int = 1, observed: bool = False
     ) -> None:
         """Take the road users of a committed ``frame`` at ``pose``, ``frames_since`` frames
-        after the last observed one. Each one matched to an object seen then (same class,
-        within reach of where that one was heading; :func:`_associate`) is that object moved on: its
-        displacement updates the velocity, and it keeps the object's shape, unless the
+        after the last observed one. Each one matched to an object seen then
+        (:func:`_associate`) is that object moved on: its displacement updates the
+        velocity, and it keeps the object's shape, unless the
         frame was ``observed`` (not generated): a real view is the best shape there is,
         while re-capturing a shape from its own resampled stamp would wear it down. The
         others are new and stand still."""
@@ -153,7 +153,7 @@ class RoadUserTracks:
                     # The displacement gives the mean speed over the interval; braking, the
                     # object is slower at its end by half the interval's slowing.
                     now = max(speed - braking * elapsed / 2, 0.0)
-                    velocity = measured * now / speed
+                    velocity = measured * now / max(speed, 1e-9)
                 elif braking:
                     # It moved as predicted (or waited); it has slowed as it brakes.
                     was = float(np.hypot(*match.velocity))
@@ -271,11 +271,10 @@ def _associate(
 ) -> list[tuple[int, int]]:
     """Pairs ``(current index, previous index)`` of one object seen ``elapsed`` seconds
     apart: same class, about the same size, within reach of where the previous one was
-    heading, assigned
-    together so the total distance is least (a car passing a parked one keeps its own
-    track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction; an object of a real
-    frame not yet measured may have moved as far as its class can drive (a car at 12 m/s
-    covers 6 m between two frames; it used to start again, still)."""
+    heading, assigned together so the total distance is least (a car passing a parked one
+    keeps its own track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction; an
+    object of a real frame not yet measured may have moved as far as its class can drive
+    (a car at 12 m/s covers 6 m between two frames; it used to start again, still)."""
     expected = np.array([o.centroid + o.travel(elapsed) for o in previous])
     distance = np.linalg.norm(
         np.array([o.centroid for o in current])[:, None] - expected[None], axis=2
