@@ -3,7 +3,9 @@
 Every committed frame's road users (blobs, as :func:`~occsim.road_users.keep_road_users`
 leaves them) are matched to the objects of the frame before by class and distance in the
 world frame; a matched object's velocity is its displacement over the frame period (an
-unmatched one starts still). The next frame places every object where its velocity takes
+unmatched one starts still): a pedestrian's, a line fit through the real frames (its blob
+of a few columns jitters), and a vehicle's lies along its length (it does not slide
+sideways across the lanes). The next frame places every object where its velocity takes
 it, so a car seen driving keeps driving instead of smearing, and a parked one stays put.
 One the real frames show slowing steadily brakes on to a stop (a car queueing at a
 junction) instead of driving through what it was stopping for. An object that would move
@@ -24,12 +26,19 @@ from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
+# Classes that keep a steady pace: their velocity is a line fit through the real frames'
+# centroids, which a small blob's jitter moves less; vehicles speed up and slow down, and
+# their newest displacement weighs most.
+STEADY_CLASSES = (PEDESTRIAN,)
 YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
 EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
 STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid jitter)
-BRAKING_SPEEDS = 3  # real-frame speeds a braking estimate looks back over
-MIN_BRAKING = 1.0  # m/s^2 of steady slowing that counts as braking (above centroid jitter)
+REAL_INTERVALS = 3  # real-frame displacements that braking and the line fit look back over
+MIN_BRAKING = 0.5  # m/s^2 of steady slowing that counts as braking (above centroid jitter)
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
+ELONGATION = 1.5  # length over width from which a blob moves only along its length
+MIN_LENGTH = 1.2  # metres a blob must be long for its length to be told from its width
+SIZE_SLACK = 24  # voxels a small blob's count may change by (a pedestrian: 1 to 4 columns)
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
@@ -52,8 +61,8 @@ class RoadUser:
     """One object: its voxels as first seen (``volume (bx, by, Z)`` of classes, ``EMPTY``
     elsewhere, whose corner is voxel ``lower (2,)`` of the frame seen from ``frame_pose``),
     the world ``offset`` it has moved since, its world ``centroid`` now, its ``velocity``
-    (m/s, taken whole from the first displacement, then smoothed; for one braking, its speed
-    at the end of the last real interval) and class."""
+    (m/s, taken whole from the first displacement, then smoothed, or for a steady walker
+    fitted; for one braking, its speed at the end of the last real interval) and class."""
 
     volume: np.ndarray
     lower: np.ndarray
@@ -64,8 +73,9 @@ class RoadUser:
     cls: int
     measured: bool = False  # whether the velocity comes from a displacement yet
     cut: bool = False  # whether the view's edge cuts it (its centroid is not its centre)
-    speeds: tuple[float, ...] = ()  # speeds measured in real frames, newest last
+    real_velocities: tuple[tuple[float, float], ...] = ()  # measured in real frames, newest last
     braking: float = 0.0  # m/s^2 it slows by until it stands (0: constant velocity)
+    axis: np.ndarray | None = None  # world direction of its long side (None: about square)
 
     def travel(self, seconds: float) -> np.ndarray:
         """World displacement ``(2,)`` over ``seconds``: constant velocity, or braking at
@@ -91,15 +101,39 @@ def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) ->
         volume = np.where(inside, frame[box[:2]], np.uint8(EMPTY)).astype(np.uint8)
         lower = np.array([box[0].start, box[1].start])
         columns = np.argwhere(inside.any(axis=2)) + lower
-        centroid = _to_world(grid.index_to_metric(columns), pose).mean(axis=0)
+        world = _to_world(grid.index_to_metric(columns), pose)
+        centroid = world.mean(axis=0)
         classes = volume[volume != EMPTY]
         cls = int(np.bincount(classes).argmax())
         cut = box[0].start == 0 or box[1].start == 0
         cut |= box[0].stop == frame.shape[0] or box[1].stop == frame.shape[1]
         objects.append(
-            RoadUser(volume, lower, pose, np.zeros(2), centroid, np.zeros(2), cls, cut=cut)
+            RoadUser(
+                volume,
+                lower,
+                pose,
+                np.zeros(2),
+                centroid,
+                np.zeros(2),
+                cls,
+                cut=cut,
+                axis=_long_axis(world - centroid),
+            )
         )
     return objects
+
+
+def _long_axis(offsets: np.ndarray) -> np.ndarray | None:
+    """The unit direction ``(2,)`` along which a footprint of column ``offsets (n, 2)``
+    from its centroid is longest, or ``None`` for one about as wide as long or too short to
+    tell (a pedestrian's one or two columns)."""
+    if len(offsets) < 2:
+        return None
+    variances, directions = np.linalg.eigh(offsets.T @ offsets / len(offsets))
+    # A uniform footprint of length L has variance L^2 / 12 along it.
+    if variances[1] < ELONGATION**2 * max(variances[0], 1e-9) or variances[1] < MIN_LENGTH**2 / 12:
+        return None
+    return directions[:, 1]
 
 
 def _voxels(obj: RoadUser) -> int:
@@ -145,10 +179,14 @@ class RoadUserTracks:
                 speed = float(np.hypot(*measured))
                 if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
                     continue
-                speeds, braking = match.speeds, match.braking
+                history, braking = match.real_velocities, match.braking
                 if observed:
-                    speeds = (*speeds, speed)[-BRAKING_SPEEDS:]
-                    braking = _braking(speeds, elapsed)
+                    history = (*history, tuple(measured))[-REAL_INTERVALS:]
+                    braking = (
+                        0.0
+                        if match.cls in STEADY_CLASSES
+                        else _braking(np.hypot(*np.transpose(history)), elapsed)
+                    )
                 if braking and observed:
                     # The displacement gives the mean speed over the interval; braking, the
                     # object is slower at its end by half the interval's slowing.
@@ -158,9 +196,15 @@ class RoadUserTracks:
                     # It moved as predicted (or waited); it has slowed as it brakes.
                     was = float(np.hypot(*match.velocity))
                     velocity = match.velocity * max(was - braking * elapsed, 0.0) / max(was, 1e-9)
+                elif observed and match.cls in STEADY_CLASSES:
+                    velocity = _line_fit(history)
                 else:
                     weight = VELOCITY_SMOOTHING if match.measured else 1.0
                     velocity = weight * measured + (1 - weight) * match.velocity
+                if obj.axis is not None:
+                    # A vehicle drives along its length: the centroid's sideways jitter
+                    # would otherwise carry it across the lanes.
+                    velocity = obj.axis * float(obj.axis @ velocity)
                 if np.hypot(*velocity) < STILL_SPEED:
                     velocity, braking = np.zeros(2), 0.0
                 shape = obj if observed else match
@@ -174,7 +218,8 @@ class RoadUserTracks:
                     match.cls,
                     measured=True,
                     cut=obj.cut,
-                    speeds=speeds,
+                    real_velocities=history,
+                    axis=obj.axis,
                     braking=braking,
                 )
         self.objects = current
@@ -292,17 +337,30 @@ def _associate(
     # their centroid jumps, and their voxel count with it.
     counts = np.array([_voxels(o) for o in current])[:, None]
     old_counts = np.array([_voxels(o) for o in previous])[None]
-    same_size = np.abs(counts - old_counts) <= SIZE_CHANGE * np.maximum(counts, old_counts)
+    same_size = np.abs(counts - old_counts) <= np.maximum(
+        SIZE_CHANGE * np.maximum(counts, old_counts), SIZE_SLACK
+    )
     allowed = same_class & same_size & (distance <= reach[None])
     rows, cols = linear_sum_assignment(np.where(allowed, distance, _NO_MATCH))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
 
-def _braking(speeds: tuple[float, ...], elapsed: float) -> float:
-    """The steady braking (m/s^2) of an object whose last :data:`BRAKING_SPEEDS` measured
+def _line_fit(velocities: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """The velocity ``(2,)`` of a least-squares line through the centroids whose successive
+    displacements (as velocities, one frame period apart) are ``velocities``: a weighted
+    mean that trusts the middle intervals most, the ones a centroid's jitter at either end
+    touches once. With three intervals it is about three quarters as noisy as the newest
+    displacement weighted half."""
+    n = len(velocities)
+    weights = np.arange(1, n + 1) * np.arange(n, 0, -1)
+    return weights @ np.asarray(velocities) / weights.sum()
+
+
+def _braking(speeds: np.ndarray, elapsed: float) -> float:
+    """The steady braking (m/s^2) of an object whose last :data:`REAL_INTERVALS` measured
     ``speeds``, ``elapsed`` seconds apart, fell every time by :data:`MIN_BRAKING` on
     average or more; 0 otherwise (a constant speed, or jitter)."""
-    if len(speeds) < BRAKING_SPEEDS or np.any(np.diff(speeds) >= 0):
+    if len(speeds) < REAL_INTERVALS or np.any(np.diff(speeds) >= 0):
         return 0.0
     braking = (speeds[0] - speeds[-1]) / ((len(speeds) - 1) * elapsed)
     return float(braking) if braking >= MIN_BRAKING else 0.0

@@ -287,3 +287,39 @@ def test_a_road_user_behind_the_ego_yields_instead_of_driving_into_it():
     cars = np.argwhere((predicted == CAR).any(axis=2))
     assert cars[:, 0].max() == 78 + 6 + 10  # it waits where it was last seen
     assert not (predicted[OCC3D_GRID.ego_footprint()] == CAR).any()
+
+
+def _walker(cls: int) -> RoadUserTracks:
+    """Tracks of one small road user seen in four real frames, walking +y in blobs of one to
+    three columns: centroids at y 120.5, 122.5, 124, 125 (voxels), so 1.6, 1.2 and
+    0.8 m/s, slowing 0.8 m/s^2 on average, and 5 to 15 voxels (a fifth is not a size)."""
+    tracks = RoadUserTracks()
+    for low, high in ((120, 122), (122, 124), (123, 126), (125, 126)):
+        frame = street()
+        frame[150, low:high, G : G + 5] = cls
+        tracks.observe(frame, np.zeros(3), observed=True)
+    return tracks
+
+
+def test_a_pedestrian_keeps_its_track_and_walks_on_at_the_line_fit_pace():
+    (walker,) = _walker(PEDESTRIAN).objects
+    # The least-squares line through the four centroids weighs the intervals 3:4:3:
+    # (3 * 1.6 + 4 * 1.2 + 3 * 0.8) / 10 = 1.2 m/s. A pedestrian's pace is steady, so the
+    # falling speeds are jitter, not braking.
+    assert walker.measured and walker.braking == 0
+    np.testing.assert_allclose(walker.velocity, [0.0, 1.2], atol=1e-9)
+    # A bicycle seen the same way is slowing down (0.8 m/s^2, above MIN_BRAKING) and brakes
+    # from its end-of-interval speed, 0.8 - 0.8 * 0.25 = 0.6 m/s.
+    (bicycle,) = _walker(BICYCLE).objects
+    assert bicycle.braking == pytest.approx(0.8)
+    np.testing.assert_allclose(bicycle.velocity, [0.0, 0.6], atol=1e-9)
+
+
+def test_a_car_whose_centroid_jitters_sideways_drives_along_its_length():
+    tracks = RoadUserTracks()
+    for x0, y0 in ((110, 95), (116, 96), (122, 95), (128, 96)):  # 4.8 m/s along x
+        tracks.observe(car_at(street(), x0, y0), np.zeros(3), observed=True)
+    (car,) = tracks.objects
+    # Sideways its centroid moves 0.8 m/s one way, then the other: weighting the newest
+    # displacement half, it would drift 0.4 m/s across the road, a lane in 10 s.
+    np.testing.assert_allclose(car.velocity, [4.8, 0.0], atol=1e-9)
