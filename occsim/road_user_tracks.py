@@ -7,7 +7,8 @@ unmatched one starts still): a pedestrian's, a line fit through the real frames 
 of a few columns jitters), and a vehicle's lies along its length (it does not slide
 sideways across the lanes). The next frame places every object where its velocity takes
 it, so a car seen driving keeps driving instead of smearing, and a parked one stays put.
-One the real frames show slowing steadily brakes on to a stop (a car queueing at a
+One the real frames show turning turns on, its shape with it, for part of a junction's
+quarter turn; one they show slowing steadily brakes on to a stop (a car queueing at a
 junction) instead of driving through what it was stopping for. An object that would move
 into the ego's box or up against another object stops where it was (it yields, as the
 exact world's traffic does): road users never merge into one blob."""
@@ -39,6 +40,13 @@ SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new
 ELONGATION = 1.5  # length over width from which a blob moves only along its length
 MIN_LENGTH = 1.2  # metres a blob must be long for its length to be told from its width
 SIZE_SLACK = 24  # voxels a small blob's count may change by (a pedestrian: 1 to 4 columns)
+# A vehicle whose heading turned the same way, at MIN_YAW_RATE or more, over every real
+# interval is taking a turn (a junction's quarter turn): it keeps turning at its rate for
+# part of what is left of it (see _turn).
+MIN_YAW_RATE = np.radians(8.0)  # rad/s; a straight car's heading jitters by a few degrees
+TURN_SPEED = 1.5  # m/s from which a centroid's heading is told from its jitter
+QUARTER_TURN = np.pi / 2
+TURN_STEP = 0.05  # s: the step of the turning motion's integration
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
@@ -76,15 +84,37 @@ class RoadUser:
     real_velocities: tuple[tuple[float, float], ...] = ()  # measured in real frames, newest last
     braking: float = 0.0  # m/s^2 it slows by until it stands (0: constant velocity)
     axis: np.ndarray | None = None  # world direction of its long side (None: about square)
+    yaw_rate: float = 0.0  # rad/s it turns at (counter-clockwise positive; 0: straight on)
+    turn_left: float = 0.0  # rad it may still turn before it drives straight on
+    turned: float = 0.0  # rad its shape has turned since it was captured
 
     def travel(self, seconds: float) -> np.ndarray:
-        """World displacement ``(2,)`` over ``seconds``: constant velocity, or braking at
-        a constant rate until it stands."""
+        """World displacement ``(2,)`` over ``seconds``."""
+        return self.motion(seconds)[0]
+
+    def motion(self, seconds: float) -> tuple[np.ndarray, float]:
+        """World displacement ``(2,)`` and turn (rad) over ``seconds``: constant velocity,
+        or braking at a constant rate until it stands; one taking a turn turns at its yaw
+        rate until the turn is done."""
         speed = float(np.hypot(*self.velocity))
-        if self.braking <= 0 or speed == 0:
-            return self.velocity * seconds
-        moving = min(seconds, speed / self.braking)
-        return self.velocity / speed * (speed * moving - 0.5 * self.braking * moving**2)
+        if speed == 0:
+            return np.zeros(2), 0.0
+        if not self.yaw_rate:
+            if self.braking <= 0:
+                return self.velocity * seconds, 0.0
+            moving = min(seconds, speed / self.braking)
+            return self.velocity / speed * (speed * moving - 0.5 * self.braking * moving**2), 0.0
+        steps = max(1, int(np.ceil(seconds / TURN_STEP)))
+        t = (np.arange(steps) + 0.5) * (seconds / steps)
+        speeds = np.maximum(speed - max(self.braking, 0.0) * t, 0.0)
+        limit = self.turn_left
+        headings = np.arctan2(self.velocity[1], self.velocity[0]) + np.clip(
+            self.yaw_rate * t, -limit, limit
+        )
+        step = speeds * (seconds / steps)
+        moved = np.array([step @ np.cos(headings), step @ np.sin(headings)])
+        moving = seconds if not self.braking else min(seconds, speed / self.braking)
+        return moved, float(np.clip(self.yaw_rate * moving, -limit, limit))
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
@@ -180,13 +210,18 @@ class RoadUserTracks:
                 if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
                     continue
                 history, braking = match.real_velocities, match.braking
+                yaw_rate, turn_left, turned = match.yaw_rate, match.turn_left, 0.0
                 if observed:
                     history = (*history, tuple(measured))[-REAL_INTERVALS:]
-                    braking = (
-                        0.0
-                        if match.cls in STEADY_CLASSES
-                        else _braking(np.hypot(*np.transpose(history)), elapsed)
-                    )
+                    steady = match.cls in STEADY_CLASSES
+                    speeds = np.hypot(*np.transpose(history))
+                    braking = 0.0 if steady else _braking(speeds, elapsed)
+                    yaw_rate, turn_left = (0.0, 0.0) if steady else _turn(history, elapsed)
+                elif yaw_rate:
+                    expected, turn = match.motion(elapsed)
+                    # It turned as predicted unless it waited (for the ego or another).
+                    if np.hypot(*moved) >= 0.5 * np.hypot(*expected):
+                        turned, turn_left = turn, max(turn_left - abs(turn), 0.0)
                 if braking and observed:
                     # The displacement gives the mean speed over the interval; braking, the
                     # object is slower at its end by half the interval's slowing.
@@ -201,12 +236,22 @@ class RoadUserTracks:
                 else:
                     weight = VELOCITY_SMOOTHING if match.measured else 1.0
                     velocity = weight * measured + (1 - weight) * match.velocity
-                if obj.axis is not None:
+                if yaw_rate:
+                    # Turning, it heads where the turn has taken it: half an interval past
+                    # the last real interval's mean heading, or the predicted turn on.
+                    heading = (
+                        _heading(history[-1]) + yaw_rate * elapsed / 2
+                        if observed
+                        else _heading(match.velocity) + turned
+                    )
+                    velocity = np.hypot(*velocity) * np.array([np.cos(heading), np.sin(heading)])
+                    yaw_rate = yaw_rate if turn_left > 0 else 0.0
+                elif obj.axis is not None:
                     # A vehicle drives along its length: the centroid's sideways jitter
                     # would otherwise carry it across the lanes.
                     velocity = obj.axis * float(obj.axis @ velocity)
                 if np.hypot(*velocity) < STILL_SPEED:
-                    velocity, braking = np.zeros(2), 0.0
+                    velocity, braking, yaw_rate = np.zeros(2), 0.0, 0.0
                 shape = obj if observed else match
                 current[n] = RoadUser(
                     shape.volume,
@@ -219,8 +264,11 @@ class RoadUserTracks:
                     measured=True,
                     cut=obj.cut,
                     real_velocities=history,
-                    axis=obj.axis,
                     braking=braking,
+                    axis=obj.axis,
+                    yaw_rate=yaw_rate,
+                    turn_left=turn_left,
+                    turned=0.0 if observed else match.turned + turned,
                 )
         self.objects = current
 
@@ -235,7 +283,7 @@ class RoadUserTracks:
         out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
         taken = np.zeros(self.grid.shape[:2], dtype=bool)  # columns of objects placed
         owner = np.full(self.grid.shape[:2], -1)  # which unplaced object stands in a column
-        here = [self._stamp(obj, obj.offset, pose) for obj in self.objects]
+        here = [self._stamp(obj, obj.offset, obj.turned, pose) for obj in self.objects]
         for i, stamp in enumerate(here):
             if stamp is not None:
                 owner[stamp[0], stamp[1]] = np.where(stamp[3], i, owner[stamp[0], stamp[1]])
@@ -259,8 +307,8 @@ class RoadUserTracks:
             waiting = []
             for i in moving:
                 obj = self.objects[i]
-                shift = obj.offset + obj.travel(self.frame_period * frames_ahead)
-                stamp = self._stamp(obj, shift, pose)
+                moved, turn = obj.motion(self.frame_period * frames_ahead)
+                stamp = self._stamp(obj, obj.offset + moved, obj.turned + turn, pose)
                 if stamp is None:
                     place(i, None)  # it has left the view
                     continue
@@ -281,11 +329,11 @@ class RoadUserTracks:
             moving = waiting
         return out
 
-    def _stamp(self, obj: RoadUser, shift: np.ndarray, pose: np.ndarray):
+    def _stamp(self, obj: RoadUser, shift: np.ndarray, turn: float, pose: np.ndarray):
         """Target columns ``(ix, iy)``, their classes ``(n, Z)`` and whether each holds any
-        of it ``(n,)``, of an object moved by a world ``shift``, seen from ``pose``; every
-        target column samples the nearest column of the object's volume (no holes, no
-        growth when it turns)."""
+        of it ``(n,)``, of an object moved by a world ``shift`` and turned by ``turn`` (rad)
+        about its centroid, seen from ``pose``; every target column samples the nearest
+        column of the object's volume (no holes, no growth when it turns)."""
         grid = self.grid
         size = np.array(obj.volume.shape[:2])
         corners = (
@@ -294,7 +342,8 @@ class RoadUserTracks:
             * grid.voxel_size
             + obj.lower * grid.voxel_size
         )
-        world = _to_world(corners, obj.frame_pose) + shift
+        pivot = obj.centroid - obj.offset  # its centroid when its volume was captured
+        world = _rotate(_to_world(corners, obj.frame_pose) - pivot, turn) + pivot + shift
         local = _to_local(world, pose)
         low = np.maximum(grid.metric_to_index(local.min(axis=0)), 0)
         high = np.minimum(grid.metric_to_index(local.max(axis=0)) + 1, grid.shape[:2])
@@ -303,6 +352,7 @@ class RoadUserTracks:
         ix, iy = np.meshgrid(np.arange(low[0], high[0]), np.arange(low[1], high[1]), indexing="ij")
         ix, iy = ix.ravel(), iy.ravel()
         centres = _to_world(grid.index_to_metric(np.stack([ix, iy], axis=1)), pose) - shift
+        centres = _rotate(centres - pivot, -turn) + pivot
         source = grid.metric_to_index(_to_local(centres, obj.frame_pose)) - obj.lower
         inside = np.all((source >= 0) & (source < size), axis=1)
         if not inside.any():
@@ -343,6 +393,40 @@ def _associate(
     allowed = same_class & same_size & (distance <= reach[None])
     rows, cols = linear_sum_assignment(np.where(allowed, distance, _NO_MATCH))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+
+
+def _turn(velocities: tuple[tuple[float, float], ...], elapsed: float) -> tuple[float, float]:
+    """The yaw rate (rad/s) and the turn still to come (rad) of a vehicle whose real
+    displacements (as ``velocities``, ``elapsed`` seconds apart) turned the same way by
+    :data:`MIN_YAW_RATE` or more every time, and has a quarter turn in all to make.
+    ``(0, 0)`` for one going straight, or too slow to tell."""
+    v = np.asarray(velocities, dtype=np.float64).reshape(-1, 2)
+    if len(v) < REAL_INTERVALS or np.hypot(*v.T).min() < TURN_SPEED:
+        return 0.0, 0.0
+    headings = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
+    changes = np.diff(headings)
+    if not (np.all(changes > 0) or np.all(changes < 0)):
+        return 0.0, 0.0
+    if np.abs(changes).min() < MIN_YAW_RATE * elapsed:
+        return 0.0, 0.0
+    rate = (headings[-1] - headings[0]) / ((len(v) - 1) * elapsed)
+    # The headings are the intervals' means: from the first frame to the end of the last
+    # interval it has turned half an interval more at each end. Where in its turn the first
+    # frame caught it is unknown: it turns on for half of what would be left had the turn
+    # begun there (the mean, were every point of the turn as likely).
+    seen = abs(headings[-1] - headings[0]) + abs(rate) * elapsed
+    left = (QUARTER_TURN - seen) / 2
+    return (float(rate), float(left)) if left > 0 else (0.0, 0.0)
+
+
+def _heading(velocity) -> float:
+    return float(np.arctan2(velocity[1], velocity[0]))
+
+
+def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
+    """``points (..., 2)`` turned counter-clockwise by ``angle`` (rad) about the origin."""
+    c, s = np.cos(angle), np.sin(angle)
+    return points @ np.array([[c, s], [-s, c]])
 
 
 def _line_fit(velocities: tuple[tuple[float, float], ...]) -> np.ndarray:

@@ -157,6 +157,33 @@ def test_eval_closed_loop_steps_mean_and_frozen_reference(closed_loop):
     assert_printed(report, printed)
 
 
+def test_eval_road_users_scores_the_tracks_beside_the_closed_loops_frozen_copy(tmp_path):
+    from occsim.agents import ConstantSpeedAgent
+    from occsim.envs import ProceduralEnv
+    from occsim.evaluate.closed_loop import class_group_miou, closed_loop_fidelity
+    from occsim.labels import CLASS_NAMES, DYNAMIC_CLASSES
+
+    argv = ["eval", "road-users", "--clips", "1", "--steps", "2"]
+    report, printed = run_report(tmp_path / "road_users.json", *argv)
+    assert report["name"] == "eval:road-users"
+    names = [CLASS_NAMES[c] for c in DYNAMIC_CLASSES]
+    exact = ProceduralEnv()
+    twin = closed_loop_fidelity(
+        exact, ProceduralEnv(), ConstantSpeedAgent(exact, 6.0), [HELD_OUT_SEED], 2, progress=False
+    )
+    assert len(report["rows"]) == 2
+    for k, (row, step) in enumerate(zip(report["rows"], twin.steps)):
+        row = values(row)
+        assert list(row) == ["step", "seconds", "tracks mIoU", "frozen mIoU", *names]
+        assert row["step"] == k + 1 and row["seconds"] == STEP_SECONDS * (k + 1)
+        assert 0.0 <= row["tracks mIoU"] <= 100.0
+        # The same frozen copy on the same drive as the closed loop's, its road users alone.
+        frozen = class_group_miou(step.frozen["seen"], DYNAMIC_CLASSES)
+        assert row["frozen mIoU"] == pytest.approx(frozen, nan_ok=True)
+    assert report["meta"]["seeds"] == [HELD_OUT_SEED]
+    assert_printed(report, printed)
+
+
 def test_eval_sweep_rows_are_the_closed_loop_and_forecast_of_each_setting(
     model_path, tmp_path, forecast, closed_loop
 ):

@@ -97,6 +97,7 @@ CHECKS: dict[str, Check] = {
         "--guidances 1",
         slow=True,
     ),
+    f"{OCC} eval road-users": Check(run=f"{OCC} eval road-users --clips 1 --steps 1", slow=True),
     f"{OCC} bench": Check(run=f"{OCC} bench --steps 2 --batch 2 --no-scaling", slow=True),
     f"{OCC} data procedural --out data/procedural --clips 200 --clip-len 16 --seed 0": Check(
         run=f"{OCC} data procedural --out data/procedural --clips 2 --clip-len 16 --seed 0"

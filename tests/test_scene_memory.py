@@ -17,7 +17,7 @@ from occsim.labels import (
     SIDEWALK,
     TERRAIN,
 )
-from occsim.road_user_tracks import RoadUserTracks
+from occsim.road_user_tracks import RoadUserTracks, extract
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import UNKNOWN, SceneMemory, compose, frozen_copy, reproject
 
@@ -323,3 +323,47 @@ def test_a_car_whose_centroid_jitters_sideways_drives_along_its_length():
     # Sideways its centroid moves 0.8 m/s one way, then the other: weighting the newest
     # displacement half, it would drift 0.4 m/s across the road, a lane in 10 s.
     np.testing.assert_allclose(car.velocity, [4.8, 0.0], atol=1e-9)
+
+
+def _car_heading(frame: np.ndarray, centre: np.ndarray, heading: float) -> np.ndarray:
+    """``frame`` with a 4.4 x 2 m car, 1.6 m high, centred at ``centre`` (metres, ego at the
+    origin) and facing ``heading`` (rad)."""
+    shape = OCC3D_GRID.shape[:2]
+    columns = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).reshape(-1, 2)
+    offset = OCC3D_GRID.index_to_metric(columns) - centre
+    along = offset @ np.array([np.cos(heading), np.sin(heading)])
+    across = offset @ np.array([-np.sin(heading), np.cos(heading)])
+    inside = ((np.abs(along) <= 2.2) & (np.abs(across) <= 1.0)).reshape(shape)
+    frame[inside, G : G + 4] = CAR
+    return frame
+
+
+def test_a_car_seen_turning_turns_on_and_its_shape_turns_with_it():
+    # A quarter turn of radius 10 m at 5 m/s (0.5 rad/s), begun at the first real frame.
+    radius, rate, start = 10.0, 0.5, np.array([-5.0, -25.0])
+
+    def on_arc(t: float) -> tuple[np.ndarray, float]:
+        angle = min(rate * t, np.pi / 2)
+        straight = max(t - np.pi / 2 / rate, 0.0) * radius * rate
+        centre = start + radius * np.array([np.sin(angle), 1 - np.cos(angle)])
+        return centre + np.array([0.0, straight]), angle
+
+    tracks = RoadUserTracks()
+    for t in (0.0, 0.5, 1.0, 1.5):
+        tracks.observe(_car_heading(street(), *on_arc(t)), np.zeros(3), observed=True)
+    (car,) = tracks.objects
+    assert car.yaw_rate == pytest.approx(rate, abs=0.1)
+    # Seen turning 0.75 rad (0.5 rad/s from the first frame to the end of the last
+    # interval), it turns on for half of the quarter turn's rest: (pi/2 - 0.75) / 2.
+    assert car.turn_left == pytest.approx((np.pi / 2 - 0.75) / 2, abs=0.06)
+    predicted = tracks.predict(np.zeros(3), frames_ahead=4)  # 2 s on, at t = 3.5 s
+    (seen,) = extract(np.where(predicted == CAR, predicted, np.uint8(FREE_ID)), np.zeros(3))
+    truth, _ = on_arc(3.5)
+    straight_on = tracks.objects[0].centroid + car.velocity * 2.0
+    # Near where the turn takes it (the rest of the turn is a guess), far nearer than
+    # driving straight on would put it; and its body has turned with it.
+    assert np.hypot(*(seen.centroid - truth)) < 2.5
+    assert np.hypot(*(straight_on - truth)) > 2 * np.hypot(*(seen.centroid - truth))
+    assert seen.axis is not None
+    turned = np.arctan2(abs(seen.axis[1]), abs(seen.axis[0]))
+    assert turned == pytest.approx(0.75 + car.turn_left, abs=0.12)

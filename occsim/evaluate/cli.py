@@ -1,4 +1,5 @@
-"""``occsim eval recon|forecast|generate|adherence|closed-loop`` and ``occsim bench``."""
+"""``occsim eval recon|forecast|generate|adherence|closed-loop|persistence|sweep|road-users``
+and ``occsim bench``."""
 
 from __future__ import annotations
 
@@ -173,6 +174,22 @@ def _closed_loop(args: argparse.Namespace) -> None:
     report.meta.update(
         {"seeds": seeds, "agent": args.agent, "scene_memory": not args.no_scene_memory}
     )
+    _finish(report, args)
+
+
+def _road_users(args: argparse.Namespace) -> None:
+    from occsim.agents import ConstantSpeedAgent
+    from occsim.envs import ProceduralEnv
+    from occsim.evaluate.road_user_prediction import (
+        road_user_prediction,
+        road_user_prediction_report,
+    )
+
+    exact = ProceduralEnv()
+    seeds = list(range(args.data_seed, args.data_seed + args.clips))
+    result = road_user_prediction(exact, ConstantSpeedAgent(exact, args.speed), seeds, args.steps)
+    report = road_user_prediction_report(result)
+    report.meta.update({"seeds": seeds, "speed": args.speed})
     _finish(report, args)
 
 
@@ -354,6 +371,16 @@ def add_commands(commands) -> None:
             parser.add_argument(
                 "--tokenizer", type=Path, help="a tokenizer folder instead of a pipeline's"
             )
+    road_users = kinds.add_parser(
+        "road-users", help="seen road users foreseen by the tracks alone (no model)"
+    )
+    road_users.add_argument("--data-seed", type=int, default=HELD_OUT_SEED)
+    road_users.add_argument("--clips", type=at_least(1), default=24, help="episodes")
+    road_users.add_argument("--steps", type=at_least(1), default=5, help="env steps")
+    road_users.add_argument("--speed", type=float, default=6.0, help="m/s of the driver")
+    road_users.add_argument("--json", type=Path, help="write the results as JSON here")
+    road_users.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
+    road_users.set_defaults(handler=_road_users)
     bench = commands.add_parser("bench", help="latency, throughput, memory, FLOPs")
     _common(bench, 0, 20)
     bench.add_argument("--batch", type=at_least(1), default=8, help="envs of the batched figure")
