@@ -39,7 +39,7 @@ MIN_BRAKING = 0.5  # m/s^2 of steady slowing that counts as braking (above centr
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
 ELONGATION = 1.5  # length over width from which a blob moves only along its length
 MIN_LENGTH = 1.2  # metres a blob must be long for its length to be told from its width
-SIZE_SLACK = 24  # voxels a small blob's count may change by (a pedestrian: 1 to 4 columns)
+SIZE_SLACK = 24  # voxels a small blob may change by (a pedestrian: 1-4 columns; two merging pass)
 # A vehicle whose heading turned the same way, at MIN_YAW_RATE or more, over every real
 # interval is taking a turn (a junction's quarter turn): it keeps turning at its rate for
 # part of what is left of it (see _turn).
@@ -84,8 +84,9 @@ class RoadUser:
     real_velocities: tuple[tuple[float, float], ...] = ()  # measured in real frames, newest last
     braking: float = 0.0  # m/s^2 it slows by until it stands (0: constant velocity)
     axis: np.ndarray | None = None  # world direction of its long side (None: about square)
-    yaw_rate: float = 0.0  # rad/s it turns at (counter-clockwise positive; 0: straight on)
+    curvature: float = 0.0  # rad a metre it turns by (counter-clockwise positive; 0: straight)
     turn_left: float = 0.0  # rad it may still turn before it drives straight on
+    turn_seen: float = 0.0  # rad the real frames saw it turn
     turned: float = 0.0  # rad its shape has turned since it was captured
 
     def travel(self, seconds: float) -> np.ndarray:
@@ -94,27 +95,33 @@ class RoadUser:
 
     def motion(self, seconds: float) -> tuple[np.ndarray, float]:
         """World displacement ``(2,)`` and turn (rad) over ``seconds``: constant velocity,
-        or braking at a constant rate until it stands; one taking a turn turns at its yaw
-        rate until the turn is done."""
+        or braking at a constant rate until it stands; one taking a turn turns by its
+        curvature along the way until the turn is done (braking, on a tighter arc as it
+        slows, never turning on the spot)."""
         speed = float(np.hypot(*self.velocity))
         if speed == 0:
             return np.zeros(2), 0.0
-        if not self.yaw_rate:
-            if self.braking <= 0:
-                return self.velocity * seconds, 0.0
-            moving = min(seconds, speed / self.braking)
-            return self.velocity / speed * (speed * moving - 0.5 * self.braking * moving**2), 0.0
-        steps = max(1, int(np.ceil(seconds / TURN_STEP)))
-        t = (np.arange(steps) + 0.5) * (seconds / steps)
-        speeds = np.maximum(speed - max(self.braking, 0.0) * t, 0.0)
+        braking = max(self.braking, 0.0)
+        moving = seconds if braking == 0 else min(seconds, speed / braking)
+        distance = speed * moving - 0.5 * braking * moving**2
+        if not self.curvature:
+            return self.velocity / speed * distance, 0.0
+        steps = max(1, int(np.ceil(moving / TURN_STEP)))
+        t = (np.arange(steps) + 0.5) * (moving / steps)
+        travelled = speed * t - 0.5 * braking * t**2
         limit = self.turn_left
-        headings = np.arctan2(self.velocity[1], self.velocity[0]) + np.clip(
-            self.yaw_rate * t, -limit, limit
-        )
-        step = speeds * (seconds / steps)
+        headings = _heading(self.velocity) + np.clip(self.curvature * travelled, -limit, limit)
+        step = (speed - braking * t) * (moving / steps)
         moved = np.array([step @ np.cos(headings), step @ np.sin(headings)])
-        moving = seconds if not self.braking else min(seconds, speed / self.braking)
-        return moved, float(np.clip(self.yaw_rate * moving, -limit, limit))
+        return moved, float(np.clip(self.curvature * distance, -limit, limit))
+
+    def advance(self, seconds: float) -> tuple[np.ndarray, float]:
+        """Its velocity ``(2,)`` ``seconds`` on (turned, and slower when braking) and the
+        turn (rad) it made."""
+        _, turn = self.motion(seconds)
+        speed = float(np.hypot(*self.velocity))
+        slower = max(speed - max(self.braking, 0.0) * seconds, 0.0) / max(speed, 1e-9)
+        return _rotate(self.velocity, turn) * slower, turn
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
@@ -199,10 +206,14 @@ class RoadUserTracks:
             for n, best in _associate(previous, current, elapsed, observed):
                 obj, match = current[n], previous[best]
                 if obj.cut or match.cut:
-                    # Half in view, its centroid moves as the view does: it keeps still.
-                    obj.velocity = (
-                        match.velocity if match.measured and not match.cut else obj.velocity
-                    )
+                    # Half in view, its centroid moves as the view does: it keeps the motion
+                    # it had before the edge cut it, or keeps still.
+                    if np.any(match.velocity):
+                        obj.velocity, turn = match.advance(elapsed)
+                        obj.measured, obj.braking = match.measured, match.braking
+                        obj.turn_seen = match.turn_seen
+                        obj.turn_left = max(match.turn_left - abs(turn), 0.0)
+                        obj.curvature = match.curvature if obj.turn_left > 0 else 0.0
                     continue
                 moved = obj.centroid - match.centroid
                 measured = moved / elapsed
@@ -210,14 +221,21 @@ class RoadUserTracks:
                 if speed > MAX_SPEED.get(match.cls, DEFAULT_MAX_SPEED):
                     continue
                 history, braking = match.real_velocities, match.braking
-                yaw_rate, turn_left, turned = match.yaw_rate, match.turn_left, 0.0
+                curvature, turn_left, turn_seen = match.curvature, match.turn_left, match.turn_seen
+                turned, yaw_rate = 0.0, 0.0
                 if observed:
                     history = (*history, tuple(measured))[-REAL_INTERVALS:]
                     steady = match.cls in STEADY_CLASSES
                     speeds = np.hypot(*np.transpose(history))
                     braking = 0.0 if steady else _braking(speeds, elapsed)
-                    yaw_rate, turn_left = (0.0, 0.0) if steady else _turn(history, elapsed)
-                elif yaw_rate:
+                    yaw_rate, turn_seen = (0.0, 0.0) if steady else _turn(history, elapsed)
+                    if yaw_rate and match.curvature:
+                        # The turn goes on: what it saw before, and this interval's turn.
+                        last = _heading(history[-1]) - _heading(history[-2])
+                        turn_seen = match.turn_seen + abs(np.angle(np.exp(1j * last)))
+                    turn_left = max((QUARTER_TURN - turn_seen) / 2, 0.0) if yaw_rate else 0.0
+                    curvature = yaw_rate / float(np.mean(speeds)) if turn_left else 0.0
+                elif curvature:
                     expected, turn = match.motion(elapsed)
                     # It turned as predicted unless it waited (for the ego or another).
                     if np.hypot(*moved) >= 0.5 * np.hypot(*expected):
@@ -236,7 +254,11 @@ class RoadUserTracks:
                 else:
                     weight = VELOCITY_SMOOTHING if match.measured else 1.0
                     velocity = weight * measured + (1 - weight) * match.velocity
-                if yaw_rate:
+                    if curvature and not observed:
+                        # Speeds, not vectors: a chord and two headings would shorten it.
+                        speed = weight * speed + (1 - weight) * float(np.hypot(*match.velocity))
+                        velocity = velocity / max(float(np.hypot(*velocity)), 1e-9) * speed
+                if curvature:
                     # Turning, it heads where the turn has taken it: half an interval past
                     # the last real interval's mean heading, or the predicted turn on.
                     heading = (
@@ -245,13 +267,13 @@ class RoadUserTracks:
                         else _heading(match.velocity) + turned
                     )
                     velocity = np.hypot(*velocity) * np.array([np.cos(heading), np.sin(heading)])
-                    yaw_rate = yaw_rate if turn_left > 0 else 0.0
+                    curvature = curvature if turn_left > 0 else 0.0
                 elif obj.axis is not None:
                     # A vehicle drives along its length: the centroid's sideways jitter
                     # would otherwise carry it across the lanes.
                     velocity = obj.axis * float(obj.axis @ velocity)
                 if np.hypot(*velocity) < STILL_SPEED:
-                    velocity, braking, yaw_rate = np.zeros(2), 0.0, 0.0
+                    velocity, braking, curvature = np.zeros(2), 0.0, 0.0
                 shape = obj if observed else match
                 current[n] = RoadUser(
                     shape.volume,
@@ -266,8 +288,9 @@ class RoadUserTracks:
                     real_velocities=history,
                     braking=braking,
                     axis=obj.axis,
-                    yaw_rate=yaw_rate,
+                    curvature=curvature,
                     turn_left=turn_left,
+                    turn_seen=turn_seen,
                     turned=0.0 if observed else match.turned + turned,
                 )
         self.objects = current
@@ -396,10 +419,13 @@ def _associate(
 
 
 def _turn(velocities: tuple[tuple[float, float], ...], elapsed: float) -> tuple[float, float]:
-    """The yaw rate (rad/s) and the turn still to come (rad) of a vehicle whose real
-    displacements (as ``velocities``, ``elapsed`` seconds apart) turned the same way by
-    :data:`MIN_YAW_RATE` or more every time, and has a quarter turn in all to make.
-    ``(0, 0)`` for one going straight, or too slow to tell."""
+    """The yaw rate (rad/s) of a vehicle whose real displacements (as ``velocities``,
+    ``elapsed`` seconds apart) turned the same way by :data:`MIN_YAW_RATE` or more every
+    time, and the turn (rad) they show, from the first frame to the end of the last
+    interval; ``(0, 0)`` for one going straight, or too slow to tell. A turn is taken to be
+    a quarter turn: one whose start the frames may have missed turns on for half of what
+    would be left had it begun at the first frame (the mean, were every point of the turn
+    as likely)."""
     v = np.asarray(velocities, dtype=np.float64).reshape(-1, 2)
     if len(v) < REAL_INTERVALS or np.hypot(*v.T).min() < TURN_SPEED:
         return 0.0, 0.0
@@ -411,12 +437,8 @@ def _turn(velocities: tuple[tuple[float, float], ...], elapsed: float) -> tuple[
         return 0.0, 0.0
     rate = (headings[-1] - headings[0]) / ((len(v) - 1) * elapsed)
     # The headings are the intervals' means: from the first frame to the end of the last
-    # interval it has turned half an interval more at each end. Where in its turn the first
-    # frame caught it is unknown: it turns on for half of what would be left had the turn
-    # begun there (the mean, were every point of the turn as likely).
-    seen = abs(headings[-1] - headings[0]) + abs(rate) * elapsed
-    left = (QUARTER_TURN - seen) / 2
-    return (float(rate), float(left)) if left > 0 else (0.0, 0.0)
+    # interval it has turned half an interval more at each end.
+    return float(rate), float(abs(headings[-1] - headings[0]) + abs(rate) * elapsed)
 
 
 def _heading(velocity) -> float:

@@ -28,7 +28,7 @@ from occsim.pipeline import OccSoraPipeline
 from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
 from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
-from occsim.scene_memory import SceneMemory, compose
+from occsim.scene_memory import UNKNOWN, SceneMemory, compose
 from occsim.tokenizer import StreamCache
 from occsim.validation import check_float, check_int
 
@@ -323,7 +323,12 @@ class WorldModelRollout:
                 "propose a new one"
             )
         new = window.latents[:, :, self.context_frames :]
-        frames = self._pipe.tokenizer.decode_classes(new, self._cache)[0].cpu().numpy()
+        wanted = None
+        if window.memory_views is not None:
+            # Composition keeps the memory's voxels: only what it does not know is read.
+            wanted = torch.from_numpy(window.memory_views == UNKNOWN)[None]
+        tokenizer = self._pipe.tokenizer
+        frames = tokenizer.decode_classes(new, self._cache, wanted)[0].cpu().numpy()
         self._latents = window.latents[:, :, -self.context_frames :]
         self._poses = np.concatenate([self._poses, window.poses])[-self.history_frames :]
         if self._memory is not None:

@@ -338,27 +338,37 @@ def _car_heading(frame: np.ndarray, centre: np.ndarray, heading: float) -> np.nd
     return frame
 
 
-def test_a_car_seen_turning_turns_on_and_its_shape_turns_with_it():
-    # A quarter turn of radius 10 m at 5 m/s (0.5 rad/s), begun at the first real frame.
-    radius, rate, start = 10.0, 0.5, np.array([-5.0, -25.0])
-
-    def on_arc(t: float) -> tuple[np.ndarray, float]:
-        angle = min(rate * t, np.pi / 2)
-        straight = max(t - np.pi / 2 / rate, 0.0) * radius * rate
-        centre = start + radius * np.array([np.sin(angle), 1 - np.cos(angle)])
-        return centre + np.array([0.0, straight]), angle
-
+def _turning_car(side: float = 1.0) -> RoadUserTracks:
+    """Tracks of a car seen in four real frames taking a quarter turn of radius 10 m at
+    5 m/s (0.5 rad/s; ``side`` 1 to the left, -1 to the right), begun at the first frame."""
     tracks = RoadUserTracks()
     for t in (0.0, 0.5, 1.0, 1.5):
-        tracks.observe(_car_heading(street(), *on_arc(t)), np.zeros(3), observed=True)
+        centre, angle = _on_arc(t, side)
+        tracks.observe(_car_heading(street(), centre, angle), np.zeros(3), observed=True)
+    return tracks
+
+
+def _on_arc(t: float, side: float = 1.0) -> tuple[np.ndarray, float]:
+    """Centre and heading at ``t`` s of that car (straight on once the quarter turn is done)."""
+    radius, rate = 10.0, 0.5
+    angle = min(rate * t, np.pi / 2)
+    straight = max(t - np.pi / 2 / rate, 0.0) * radius * rate
+    centre = np.array([-5.0, -25.0 * side]) + radius * np.array(
+        [np.sin(angle), side * (1 - np.cos(angle))]
+    )
+    return centre + np.array([0.0, side * straight]), side * angle
+
+
+def test_a_car_seen_turning_turns_on_and_its_shape_turns_with_it():
+    tracks = _turning_car()
     (car,) = tracks.objects
-    assert car.yaw_rate == pytest.approx(rate, abs=0.1)
+    assert car.curvature == pytest.approx(0.1, abs=0.02)  # 1 / 10 m
     # Seen turning 0.75 rad (0.5 rad/s from the first frame to the end of the last
     # interval), it turns on for half of the quarter turn's rest: (pi/2 - 0.75) / 2.
     assert car.turn_left == pytest.approx((np.pi / 2 - 0.75) / 2, abs=0.06)
     predicted = tracks.predict(np.zeros(3), frames_ahead=4)  # 2 s on, at t = 3.5 s
     (seen,) = extract(np.where(predicted == CAR, predicted, np.uint8(FREE_ID)), np.zeros(3))
-    truth, _ = on_arc(3.5)
+    truth, _ = _on_arc(3.5)
     straight_on = tracks.objects[0].centroid + car.velocity * 2.0
     # Near where the turn takes it (the rest of the turn is a guess), far nearer than
     # driving straight on would put it; and its body has turned with it.
@@ -367,3 +377,49 @@ def test_a_car_seen_turning_turns_on_and_its_shape_turns_with_it():
     assert seen.axis is not None
     turned = np.arctan2(abs(seen.axis[1]), abs(seen.axis[0]))
     assert turned == pytest.approx(0.75 + car.turn_left, abs=0.12)
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_a_turn_goes_on_the_same_through_the_worlds_own_frames(side):
+    # Predicting 4 s at once, or 2 s, observing that frame as the rollout observes its
+    # composed frame, then 2 s more: the same place and body angle, left turn or right.
+    at_once = _turning_car(side).predict(np.zeros(3), frames_ahead=8)
+    tracks = _turning_car(side)
+    halfway = tracks.predict(np.zeros(3), frames_ahead=4)
+    tracks.observe(np.where(halfway == CAR, halfway, np.uint8(FREE_ID)), np.zeros(3), 4)
+    in_two = tracks.predict(np.zeros(3), frames_ahead=4)
+    (one,) = extract(np.where(at_once == CAR, at_once, np.uint8(FREE_ID)), np.zeros(3))
+    (two,) = extract(np.where(in_two == CAR, in_two, np.uint8(FREE_ID)), np.zeros(3))
+    assert np.hypot(*(one.centroid - two.centroid)) < 0.6  # a voxel and a half
+    angle = [np.arctan2(o.axis[1], o.axis[0]) % np.pi for o in (one, two)]
+    assert angle[0] == pytest.approx(angle[1], abs=0.1)
+    # Turned the way the car did (to the left, or to the right), by what it was seen to
+    # turn and half the rest of the quarter turn: (0.75 + 0.41) rad from facing +x.
+    assert np.sign(np.cos(angle[1]) * np.sin(angle[1])) == np.sign(side)
+    assert min(angle[1], np.pi - angle[1]) == pytest.approx(0.75 + 0.41, abs=0.12)
+
+
+def test_a_car_braking_in_a_turn_stops_on_its_arc():
+    tracks = _turning_car()
+    car = tracks.objects[0]
+    car.braking = 4.0  # from about 5 m/s: it stands after 1.25 s, 3.1 m on
+    speed = float(np.hypot(*car.velocity))
+    moved, turn = car.motion(10.0)
+    arc = speed**2 / (2 * car.braking)
+    assert turn == pytest.approx(min(car.curvature * arc, car.turn_left))
+    # A chord of that arc, shorter than it by a hair; and standing, it moves no more.
+    assert np.hypot(*moved) == pytest.approx(arc, rel=0.02) and np.hypot(*moved) < arc
+    np.testing.assert_allclose(car.motion(speed / car.braking)[0], moved)
+
+
+def test_a_car_the_views_edge_cuts_keeps_driving():
+    tracks = RoadUserTracks()
+    # 4.8 m/s along x beside the view's edge (y 199 is the last column): seen whole twice,
+    # then cut by the edge, its centroid no measure of its motion.
+    for x0, y0 in ((100, 194), (106, 194), (112, 195), (118, 195)):
+        tracks.observe(car_at(street(), x0, y0), np.zeros(3), observed=True)
+    (car,) = tracks.objects
+    assert car.cut
+    np.testing.assert_allclose(car.velocity, [4.8, 0.0], atol=1e-9)
+    predicted = tracks.predict(np.zeros(3), frames_ahead=2)  # 1 s on: 12 voxels
+    assert _car_blobs(predicted) == [(130, 140)]

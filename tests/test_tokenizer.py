@@ -1,6 +1,6 @@
 import pytest
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 
 from occsim.labels import FREE
 from occsim.tokenizer import OccTokenizer, StreamCache, lovasz_softmax, tokenizer_losses
@@ -54,6 +54,38 @@ def test_decode_classes_is_the_argmax_of_the_logits():
             )
             assert torch.equal(classes, expected), (free_class, voxels)
     assert torch.equal(model.decode_classes(latents), expected)
+
+
+def test_decode_classes_of_wanted_voxels_decodes_their_patches_only():
+    model = tiny()
+    with torch.no_grad():
+        model.head.bias[FREE] += 1.0
+    latents = model.encode(random_occupancy(4, batch=2)).latents
+    expected = model.decode(latents).argmax(-1).to(torch.uint8)
+    wanted = torch.zeros(2, 4, *SMALL_GRID, dtype=torch.bool)
+    wanted[0, 1, 5, 6, 3] = True  # one voxel: its whole head patch is decoded
+    wanted[1, :, 20:, :] = True  # half of every frame of the second clip
+    cells = model.head.patch_targets(wanted).any(-1)
+    pt, ph, pw = model.head.patch
+    patch = repeat(cells, "b t x y -> b (t i) (x j) (y k) z", i=pt, j=ph, k=pw, z=SMALL_GRID[2])
+    # Clip 0: the one patch (pt x ph x pw columns x the height) holding the wanted voxel.
+    assert int(patch[0].sum()) == pt * ph * pw * SMALL_GRID[2] and patch[0, 1, 5, 6, 3]
+    assert torch.equal(patch[1], wanted[1])  # whole patches already
+    for free_class in (None, FREE):
+        features = model._decode_features(latents, None)
+        classes = model.head.classes(
+            features,
+            model.class_embedding.weight,
+            free_class,
+            voxels_per_chunk=7 * 64,
+            cells=cells,
+        )
+        fill = 0 if free_class is None else FREE
+        assert torch.equal(classes[patch], expected[patch])
+        assert bool((classes[~patch] == fill).all())
+    assert torch.equal(model.decode_classes(latents, wanted=wanted)[patch], expected[patch])
+    with pytest.raises(ValueError, match="cells must have shape"):
+        model.head.classes(features, model.class_embedding.weight, cells=torch.ones(3, dtype=bool))
 
 
 def test_decode_classes_breaks_ties_like_argmax():

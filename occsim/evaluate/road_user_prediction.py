@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from occsim.evaluate.closed_loop import class_group_miou, seen_mask
+from occsim.grid import FRAME_DT
 from occsim.labels import CLASS_NAMES, DYNAMIC_CLASSES, FREE_ID, class_lookup
 from occsim.metrics import OccupancyMetrics, OccupancyScores
 from occsim.road_user_tracks import EMPTY, RoadUserTracks
@@ -37,6 +38,7 @@ class RoadUserPredictionResult:
     tracks: list[OccupancyScores]
     frozen: list[OccupancyScores]
     episodes: int
+    step_seconds: float = 2.0  # world time of one step
 
 
 def road_users_only(frame: np.ndarray) -> np.ndarray:
@@ -51,6 +53,7 @@ def road_user_prediction(
     ends) and score the tracks' prediction of its road users; see the module docstring."""
     tracks_metrics = [OccupancyMetrics() for _ in range(steps)]
     frozen_metrics = [OccupancyMetrics() for _ in range(steps)]
+    step_seconds = 2.0
     for seed in tqdm(seeds, desc="road users", disable=not progress):
         observation, info = exact.reset(seed=seed)
         agent.reset(seed)
@@ -62,6 +65,7 @@ def road_user_prediction(
         for k in range(steps):
             observation, _, done, cut, info = exact.step(agent.act(observation))
             poses = info["frame_poses"]
+            step_seconds = len(poses) * FRAME_DT
             for t, pose in enumerate(poses):
                 truth = road_users_only(observation["occupancy"][t])
                 predicted = tracks.predict(pose, frames_ahead=t + 1)
@@ -77,6 +81,7 @@ def road_user_prediction(
         [m.compute() for m in tracks_metrics],
         [m.compute() for m in frozen_metrics],
         len(seeds),
+        step_seconds,
     )
 
 
@@ -91,15 +96,16 @@ def road_user_prediction_report(result: RoadUserPredictionResult):
     for k, (tracks, frozen) in enumerate(zip(result.tracks, result.frozen)):
         row = {
             "step": k + 1,
-            "seconds": 2.0 * (k + 1),
+            "seconds": result.step_seconds * (k + 1),
             "tracks mIoU": class_group_miou(tracks, DYNAMIC_CLASSES),
             "frozen mIoU": class_group_miou(frozen, DYNAMIC_CLASSES),
         }
         row.update({name: tracks.per_class.get(name, np.nan) for name in names})
         rows.append(row)
     notes = [
-        f"Episodes: {result.episodes}. Road users of the seen region only; a class counts at a "
-        "step where the exact world or the prediction has it (per-class IoU: the tracks')."
+        f"Episodes: {result.episodes} (a step scores those still running). Road users of the "
+        "seen region only; a class counts at a step where the exact world or the prediction "
+        "has it (per-class IoU: the tracks')."
     ]
     return Report(
         "eval:road-users",

@@ -377,13 +377,25 @@ class OccTokenizer(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def decode_classes(
-        self, latents: torch.Tensor, cache: StreamCache | None = None
+        self,
+        latents: torch.Tensor,
+        cache: StreamCache | None = None,
+        wanted: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Occupancy ``(B, T, X, Y, Z)`` uint8 of latents, without holding all logits."""
+        """Occupancy ``(B, T, X, Y, Z)`` uint8 of latents, without holding all logits.
+
+        ``wanted`` (bool ``(B, T, X, Y, Z)``) names the voxels the caller will read: the
+        head then decodes only its patches that hold one (the features, and with them the
+        stream, are computed whole), and the others come back free (class 0 for a label
+        set without ``free``). A world that knows most of what it sees skips most of the
+        head's work."""
         # With the Occ3D label set, most voxels are free: the head finds them first.
         free = FREE if self.config.num_classes == NUM_CLASSES else None
+        cells = None
+        if wanted is not None:
+            cells = self.head.patch_targets(wanted.bool()).any(dim=-1)
         return self.head.classes(
-            self._decode_features(latents, cache), self.class_embedding.weight, free
+            self._decode_features(latents, cache), self.class_embedding.weight, free, cells=cells
         )
 
     def decode_indices(

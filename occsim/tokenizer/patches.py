@@ -186,6 +186,7 @@ class ClassPatchHead(nn.Module):
         class_embeddings: torch.Tensor,
         free_class: int | None = None,
         voxels_per_chunk: int = 51_200,
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Arg-max classes ``(B, T, X, Y, Z)`` uint8, equal to ``forward(...).argmax(-1)``.
 
@@ -195,7 +196,9 @@ class ClassPatchHead(nn.Module):
         class (Occ3D's ``free``), the chunk is laid out class-major and a voxel is free
         wherever that logit beats the (vectorised) maximum of all the others; the full
         arg-max, whose CPU kernel is slow over 18 values, then runs only on the occupied
-        voxels, about a tenth of a driving scene.
+        voxels, about a tenth of a driving scene. With ``cells`` (bool ``(B, t, x, y)``,
+        one per head patch) only those patches are decoded; the others come out
+        ``free_class`` (class 0 without one).
         """
         weight = self.fused_weight(class_embeddings)
         num_classes = self.bias.shape[0]
@@ -205,22 +208,41 @@ class ClassPatchHead(nn.Module):
         flat = features.view(-1, features.shape[-1])
         out = torch.empty(*features.shape[:-1], voxels, dtype=torch.uint8, device=h.device)
         out_flat = out.view(-1, voxels)
-        if free_class is None or free_class != num_classes - 1:
-            bias = self.bias.repeat(voxels)
-            for start in range(0, len(flat), cells_per_chunk):
-                logits = torch.addmm(bias, flat[start : start + cells_per_chunk], weight)
-                out_flat[start : start + cells_per_chunk] = (
-                    logits.view(len(logits), voxels, num_classes).max(-1).indices
+        if cells is None:
+            rows = None
+            count = len(flat)
+        else:
+            if cells.shape != features.shape[:-1]:
+                raise ValueError(
+                    f"cells must have shape {tuple(features.shape[:-1])}, got {tuple(cells.shape)}"
                 )
-            return self._unpatch(out)
-        weight = rearrange(weight, "c (v n) -> c (n v)", n=num_classes).contiguous()
-        bias = self.bias.repeat_interleave(voxels)
-        out_flat.fill_(free_class)
-        for start in range(0, len(flat), cells_per_chunk):
-            logits = torch.addmm(bias, flat[start : start + cells_per_chunk], weight)
+            rows = cells.reshape(-1).nonzero().squeeze(1)
+            count = len(rows)
+        fused_free = free_class is not None and free_class == num_classes - 1
+        out_flat.fill_(free_class if free_class is not None else 0)
+        if fused_free:
+            weight = rearrange(weight, "c (v n) -> c (n v)", n=num_classes).contiguous()
+            bias = self.bias.repeat_interleave(voxels)
+        else:
+            bias = self.bias.repeat(voxels)
+        for start in range(0, count, cells_per_chunk):
+            if rows is None:
+                chunk_rows = slice(start, start + cells_per_chunk)
+            else:
+                chunk_rows = rows[start : start + cells_per_chunk]
+            logits = torch.addmm(bias, flat[chunk_rows], weight)
+            if not fused_free:
+                classes = logits.view(len(logits), voxels, num_classes).max(-1).indices
+                out_flat[chunk_rows] = classes.to(torch.uint8)
+                continue
             logits = logits.view(len(logits), num_classes, voxels)
             # Ties go to the lower class id, as in argmax: free (last) must win outright.
             occupied = logits[:, free_class] <= logits[:, :free_class].amax(dim=1)
-            chunk = out_flat[start : start + cells_per_chunk]
-            chunk[occupied] = logits.transpose(1, 2)[occupied].max(-1).indices.to(torch.uint8)
+            classes = logits.transpose(1, 2)[occupied].max(-1).indices.to(torch.uint8)
+            if rows is None:  # a view of the output: written in place
+                out_flat[chunk_rows][occupied] = classes
+            else:
+                chunk = torch.full_like(occupied, free_class, dtype=torch.uint8)
+                chunk[occupied] = classes
+                out_flat[chunk_rows] = chunk
         return self._unpatch(out)
