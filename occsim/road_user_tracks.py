@@ -8,10 +8,11 @@ of a few columns jitters), and a vehicle's lies along its length (it does not sl
 sideways across the lanes). The next frame places every object where its velocity takes
 it, so a car seen driving keeps driving instead of smearing, and a parked one stays put.
 One the real frames show turning turns on, its shape with it, for part of a junction's
-quarter turn; one they show slowing steadily brakes on to a stop (a car queueing at a
-junction) instead of driving through what it was stopping for. An object that would move
-into the ego's box or up against another object stops where it was (it yields, as the
-exact world's traffic does): road users never merge into one blob."""
+quarter turn, or until it lies along the road it is turning onto; one they show slowing
+steadily brakes on to a stop (a car queueing at a junction) instead of driving through
+what it was stopping for. An object that would move into the ego's box or up against
+another object stops where it was (it yields, as the exact world's traffic does): road
+users never merge into one blob."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 
 from occsim.geometry import local_to_world, world_to_local
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec, column_any
-from occsim.labels import BICYCLE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
+from occsim.labels import BICYCLE, DRIVEABLE_SURFACE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
@@ -47,6 +48,11 @@ MIN_YAW_RATE = np.radians(8.0)  # rad/s; a straight car's heading jitters by a f
 TURN_SPEED = 1.5  # m/s from which a centroid's heading is told from its jitter
 QUARTER_TURN = np.pi / 2
 TURN_STEP = 0.05  # s: the step of the turning motion's integration
+# A turn ends where the road does: the direction of the road around a turning vehicle is
+# read from the real frame's driveable surface (its structure tensor within ROAD_WINDOW),
+# where its edges agree (coherence at least ROAD_COHERENCE; a junction's do not).
+ROAD_WINDOW = 8.0  # m
+ROAD_COHERENCE = 0.5
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
@@ -201,6 +207,7 @@ class RoadUserTracks:
         others are new and stand still."""
         current = extract(frame, pose, self.grid)
         previous = self.objects
+        road = None  # the frame's driveable columns, read once a turning vehicle needs them
         elapsed = self.frame_period * frames_since
         if previous and current:
             for n, best in _associate(previous, current, elapsed, observed):
@@ -234,6 +241,18 @@ class RoadUserTracks:
                         last = _heading(history[-1]) - _heading(history[-2])
                         turn_seen = match.turn_seen + abs(np.angle(np.exp(1j * last)))
                     turn_left = max((QUARTER_TURN - turn_seen) / 2, 0.0) if yaw_rate else 0.0
+                    if turn_left:
+                        if road is None:
+                            road = column_any(frame == DRIVEABLE_SURFACE)
+                        heading = _heading(history[-1]) + yaw_rate * elapsed / 2
+                        along = _road_direction(road, pose, obj.centroid, self.grid)
+                        if along is not None:
+                            # The road is undirected: the nearer way along it.
+                            to_road = (along - heading + np.pi / 2) % np.pi - np.pi / 2
+                            if np.sign(to_road) == np.sign(yaw_rate):
+                                # Turning towards the road's direction, it ends the turn
+                                # there (turning away, it is leaving the road it came on).
+                                turn_left = min(turn_left, abs(to_road))
                     curvature = yaw_rate / float(np.mean(speeds)) if turn_left else 0.0
                 elif curvature:
                     expected, turn = match.motion(elapsed)
@@ -439,6 +458,30 @@ def _turn(velocities: tuple[tuple[float, float], ...], elapsed: float) -> tuple[
     # The headings are the intervals' means: from the first frame to the end of the last
     # interval it has turned half an interval more at each end.
     return float(rate), float(abs(headings[-1] - headings[0]) + abs(rate) * elapsed)
+
+
+def _road_direction(
+    road: np.ndarray, pose: np.ndarray, centre: np.ndarray, grid: GridSpec
+) -> float | None:
+    """The world direction (rad, modulo pi) of the road around world point ``centre``: the
+    dominant orientation of the edges of driveable columns ``road (X, Y)`` of a frame seen
+    from ``pose`` within :data:`ROAD_WINDOW`, turned a quarter; ``None`` where the edges do
+    not agree (a junction, open space) or the window holds no edge."""
+    index = grid.metric_to_index(_to_local(np.asarray(centre)[None], pose))[0]
+    reach = round(ROAD_WINDOW / grid.voxel_size)
+    low = np.maximum(index - reach, 0)
+    high = np.minimum(index + reach + 1, road.shape)
+    if np.any(high - low < 3):
+        return None
+    patch = ndimage.gaussian_filter(road[low[0] : high[0], low[1] : high[1]].astype(float), 1.5)
+    gx, gy = np.gradient(patch)
+    xx, yy, xy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    if xx + yy < 1e-9:
+        return None
+    if np.hypot(xx - yy, 2 * xy) < ROAD_COHERENCE * (xx + yy):
+        return None
+    across = 0.5 * np.arctan2(2 * xy, xx - yy)  # the edges' normal, in the frame
+    return float(across + np.pi / 2 + pose[2])
 
 
 def _heading(velocity) -> float:

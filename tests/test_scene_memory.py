@@ -423,3 +423,28 @@ def test_a_car_the_views_edge_cuts_keeps_driving():
     np.testing.assert_allclose(car.velocity, [4.8, 0.0], atol=1e-9)
     predicted = tracks.predict(np.zeros(3), frames_ahead=2)  # 1 s on: 12 voxels
     assert _car_blobs(predicted) == [(130, 140)]
+
+
+def test_a_car_ending_its_turn_turns_until_it_lies_along_the_road_it_enters():
+    # The last 1.5 s of the quarter turn of _on_arc (headings 0.7 -> 1.45 rad), onto a road
+    # along +y (x in [3, 7] m) where the turn ends; the car stands on the ground layer.
+    shape = OCC3D_GRID.shape[:2]
+    columns = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1)
+    x = OCC3D_GRID.index_to_metric(columns)[..., 0]
+    tracks = RoadUserTracks()
+    for t in (1.4, 1.9, 2.4, 2.9):
+        frame = np.full(OCC3D_GRID.shape, FREE_ID, dtype=np.uint8)
+        frame[:, :, G] = np.where((x >= 3.0) & (x < 7.0), DRIVEABLE_SURFACE, TERRAIN)
+        car = _car_heading(np.full_like(frame, FREE_ID), *_on_arc(t))
+        frame[:, :, G + 1 : G + 5] = np.where(car[:, :, G : G + 4] == CAR, CAR, FREE_ID)
+        tracks.observe(frame, np.zeros(3), observed=True)
+    (car,) = tracks.objects
+    # Half the rest of a quarter turn begun at the first frame would be 0.41 rad more, to
+    # 1.86 rad (107 degrees); the road says 0.12 more, to pi / 2.
+    assert car.turn_left == pytest.approx(np.pi / 2 - 1.45, abs=0.06)
+    velocity, _ = car.advance(2.0)
+    assert np.arctan2(velocity[1], velocity[0]) == pytest.approx(np.pi / 2, abs=0.03)
+    # Its body, a voxelised stamp turned with it, lies along the road within a few degrees.
+    predicted = tracks.predict(np.zeros(3), frames_ahead=4)
+    (seen,) = extract(np.where(predicted == CAR, predicted, np.uint8(FREE_ID)), np.zeros(3))
+    assert np.arctan2(abs(seen.axis[1]), abs(seen.axis[0])) == pytest.approx(np.pi / 2, abs=0.15)
