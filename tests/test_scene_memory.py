@@ -448,3 +448,24 @@ def test_a_car_ending_its_turn_turns_until_it_lies_along_the_road_it_enters():
     predicted = tracks.predict(np.zeros(3), frames_ahead=4)
     (seen,) = extract(np.where(predicted == CAR, predicted, np.uint8(FREE_ID)), np.zeros(3))
     assert np.arctan2(abs(seen.axis[1]), abs(seen.axis[0])) == pytest.approx(np.pi / 2, abs=0.15)
+
+
+def test_the_roads_direction_is_read_along_a_road_and_not_in_a_junction():
+    from occsim.road_user_tracks import _road_direction
+
+    shape = OCC3D_GRID.shape[:2]
+    columns = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1)
+    x, y = np.moveaxis(OCC3D_GRID.index_to_metric(columns), -1, 0)
+    slanted = np.abs(-np.sin(0.5) * x + np.cos(0.5) * y) < 3.0  # 6 m wide, 0.5 rad off x
+    assert _road_direction(slanted, np.zeros(3), np.zeros(2), OCC3D_GRID) == pytest.approx(
+        0.5, abs=0.05
+    )
+    # Seen from an ego turned by 0.3 rad, the same road (now 0.2 rad off the frame's x)
+    # lies 0.5 rad off the world's x.
+    turned = np.abs(-np.sin(0.2) * x + np.cos(0.2) * y) < 3.0
+    assert _road_direction(turned, np.array([0.0, 0.0, 0.3]), np.zeros(2), OCC3D_GRID) == (
+        pytest.approx(0.5, abs=0.05)
+    )
+    crossing = (np.abs(x) < 3.0) | (np.abs(y) < 3.0)  # two roads meet: no one direction
+    assert _road_direction(crossing, np.zeros(3), np.zeros(2), OCC3D_GRID) is None
+    assert _road_direction(np.zeros(shape, bool), np.zeros(3), np.zeros(2), OCC3D_GRID) is None
