@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from occsim.geometry import local_to_world, world_to_local
+from occsim.geometry import local_to_world, rotation_2d, world_to_local, wrap_angle
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec, column_any
 from occsim.labels import BICYCLE, DRIVEABLE_SURFACE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
 
@@ -127,7 +127,7 @@ class RoadUser:
         _, turn = self.motion(seconds)
         speed = float(np.hypot(*self.velocity))
         slower = max(speed - max(self.braking, 0.0) * seconds, 0.0) / max(speed, 1e-9)
-        return _rotate(self.velocity, turn) * slower, turn
+        return rotation_2d(turn) @ self.velocity * slower, turn
 
 
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
@@ -207,7 +207,8 @@ class RoadUserTracks:
         others are new and stand still."""
         current = extract(frame, pose, self.grid)
         previous = self.objects
-        road = None  # the frame's driveable columns, read once a turning vehicle needs them
+        # A real frame's driveable columns tell a turning vehicle where its road goes.
+        road = column_any(frame == DRIVEABLE_SURFACE) if observed else None
         elapsed = self.frame_period * frames_since
         if previous and current:
             for n, best in _associate(previous, current, elapsed, observed):
@@ -235,24 +236,11 @@ class RoadUserTracks:
                     steady = match.cls in STEADY_CLASSES
                     speeds = np.hypot(*np.transpose(history))
                     braking = 0.0 if steady else _braking(speeds, elapsed)
-                    yaw_rate, turn_seen = (0.0, 0.0) if steady else _turn(history, elapsed)
-                    if yaw_rate and match.curvature:
-                        # The turn goes on: what it saw before, and this interval's turn.
-                        last = _heading(history[-1]) - _heading(history[-2])
-                        turn_seen = match.turn_seen + abs(np.angle(np.exp(1j * last)))
-                    turn_left = max((QUARTER_TURN - turn_seen) / 2, 0.0) if yaw_rate else 0.0
-                    if turn_left:
-                        if road is None:
-                            road = column_any(frame == DRIVEABLE_SURFACE)
-                        heading = _heading(history[-1]) + yaw_rate * elapsed / 2
-                        along = _road_direction(road, pose, obj.centroid, self.grid)
-                        if along is not None:
-                            # The road is undirected: the nearer way along it.
-                            to_road = (along - heading + np.pi / 2) % np.pi - np.pi / 2
-                            if np.sign(to_road) == np.sign(yaw_rate):
-                                # Turning towards the road's direction, it ends the turn
-                                # there (turning away, it is leaving the road it came on).
-                                turn_left = min(turn_left, abs(to_road))
+                    yaw_rate, turn_seen, turn_left = (
+                        (0.0, 0.0, 0.0)
+                        if steady
+                        else self._real_turn(match, history, elapsed, road, pose, obj.centroid)
+                    )
                     curvature = yaw_rate / float(np.mean(speeds)) if turn_left else 0.0
                 elif curvature:
                     expected, turn = match.motion(elapsed)
@@ -313,6 +301,39 @@ class RoadUserTracks:
                     turned=0.0 if observed else match.turned + turned,
                 )
         self.objects = current
+
+    def _real_turn(
+        self,
+        match: RoadUser,
+        history: tuple[tuple[float, float], ...],
+        elapsed: float,
+        road: np.ndarray,
+        pose: np.ndarray,
+        centroid: np.ndarray,
+    ) -> tuple[float, float, float]:
+        """Yaw rate (rad/s), turn seen and turn left (rad) of a vehicle the real frames
+        show at world ``centroid`` with displacements ``history`` (newest last; ``match`` is
+        it a frame before): :func:`_turn` for part of a quarter turn, or until it lies along
+        the road (``road``, the frame's driveable columns seen from ``pose``) it turns
+        towards. ``(0, 0, 0)`` when it goes straight."""
+        yaw_rate, turn_seen = _turn(history, elapsed)
+        if not yaw_rate:
+            return 0.0, 0.0, 0.0
+        if match.curvature:
+            # The turn goes on: what it saw before, and this interval's turn.
+            last = _heading(history[-1]) - _heading(history[-2])
+            turn_seen = match.turn_seen + abs(float(wrap_angle(last)))
+        turn_left = max((QUARTER_TURN - turn_seen) / 2, 0.0)
+        along = _road_direction(road, pose, centroid, self.grid) if turn_left else None
+        if along is not None:
+            heading = _heading(history[-1]) + yaw_rate * elapsed / 2
+            # The road is undirected: the nearer way along it.
+            to_road = (along - heading + np.pi / 2) % np.pi - np.pi / 2
+            if np.sign(to_road) == np.sign(yaw_rate):
+                # Turning towards the road's direction, it ends the turn there (turning
+                # away, it is leaving the road it came on).
+                turn_left = min(turn_left, abs(to_road))
+        return yaw_rate, turn_seen, turn_left
 
     def predict(self, pose: np.ndarray, frames_ahead: int = 1) -> np.ndarray:
         """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) ``frames_ahead`` frames
@@ -385,7 +406,7 @@ class RoadUserTracks:
             + obj.lower * grid.voxel_size
         )
         pivot = obj.centroid - obj.offset  # its centroid when its volume was captured
-        world = _rotate(_to_world(corners, obj.frame_pose) - pivot, turn) + pivot + shift
+        world = local_to_world(_to_world(corners, obj.frame_pose) - pivot, pivot, turn) + shift
         local = _to_local(world, pose)
         low = np.maximum(grid.metric_to_index(local.min(axis=0)), 0)
         high = np.minimum(grid.metric_to_index(local.max(axis=0)) + 1, grid.shape[:2])
@@ -394,7 +415,7 @@ class RoadUserTracks:
         ix, iy = np.meshgrid(np.arange(low[0], high[0]), np.arange(low[1], high[1]), indexing="ij")
         ix, iy = ix.ravel(), iy.ravel()
         centres = _to_world(grid.index_to_metric(np.stack([ix, iy], axis=1)), pose) - shift
-        centres = _rotate(centres - pivot, -turn) + pivot
+        centres = world_to_local(centres, pivot, turn) + pivot
         source = grid.metric_to_index(_to_local(centres, obj.frame_pose)) - obj.lower
         inside = np.all((source >= 0) & (source < size), axis=1)
         if not inside.any():
@@ -486,12 +507,6 @@ def _road_direction(
 
 def _heading(velocity) -> float:
     return float(np.arctan2(velocity[1], velocity[0]))
-
-
-def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
-    """``points (..., 2)`` turned counter-clockwise by ``angle`` (rad) about the origin."""
-    c, s = np.cos(angle), np.sin(angle)
-    return points @ np.array([[c, s], [-s, c]])
 
 
 def _line_fit(velocities: tuple[tuple[float, float], ...]) -> np.ndarray:
