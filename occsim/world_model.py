@@ -110,8 +110,10 @@ class WorldModelRollout:
     With ``scene_memory``, what was seen stays as it was: a :class:`SceneMemory` of static
     structure and free space is filled from the start frames and every committed frame; each
     generated frame keeps only plausible road users (:func:`keep_road_users`) and is composed
-    onto what the memory knows of its pose (:func:`compose`); the composed frames become the
-    context of the next window (re-encoded through the encoder's stream).
+    onto what the memory knows of its pose (:func:`compose`). The next window continues the
+    DiT's own latents: composition corrects what a step shows, and re-encoding the composed
+    frames as context changed no closed-loop figure while it cost a third of the torch work
+    of a step (BENCHMARKS.md).
 
     Args:
         pipe: the world model (tokenizer + DiT + scheduler); several rollouts may share one.
@@ -152,7 +154,6 @@ class WorldModelRollout:
         self._latents: torch.Tensor | None = None
         self._poses = np.zeros((0, 3))
         self._cache = StreamCache()
-        self._encoder_cache = StreamCache()
         self._memory = SceneMemory() if scene_memory else None
         self._tracks = RoadUserTracks()
         self._generator = torch.Generator()
@@ -222,12 +223,10 @@ class WorldModelRollout:
         poses = _poses(poses, frames, "poses")
         tokenizer = self._pipe.tokenizer
         clip = torch.from_numpy(np.ascontiguousarray(occupancy)[None]).to(tokenizer.device)
-        cache, encoder_cache = StreamCache(), StreamCache()
-        # With a memory, later context is encoded through the encoder's stream: start it.
-        stream = encoder_cache if self._memory is not None else None
-        latents = tokenizer.encode(clip, stream).latents
+        cache = StreamCache()
+        latents = tokenizer.encode(clip).latents
         tokenizer.decode_classes(latents, cache)
-        self._begin(latents, poses, cache, encoder_cache, generator)
+        self._begin(latents, poses, cache, generator)
         self._remember(np.asarray(occupancy), poses)
 
     @torch.no_grad()
@@ -245,10 +244,9 @@ class WorldModelRollout:
         )
         cache = StreamCache()
         frames = self._pipe.tokenizer.decode_classes(out.latents, cache)[0].cpu().numpy()
-        self._begin(out.latents, poses, cache, StreamCache(), generator)
+        self._begin(out.latents, poses, cache, generator)
         if self._memory is not None:
             frames = self._compose(frames, poses)
-            self._encode_context(frames)
         return frames
 
     def _begin(
@@ -256,12 +254,11 @@ class WorldModelRollout:
         latents: torch.Tensor,
         poses: np.ndarray,
         cache: StreamCache,
-        encoder_cache: StreamCache,
         generator: torch.Generator,
     ) -> None:
         self._latents = latents[:, :, -self.context_frames :]
         self._poses = poses[-self.history_frames :]
-        self._cache, self._encoder_cache, self._generator = cache, encoder_cache, generator
+        self._cache, self._generator = cache, generator
         if self._memory is not None:
             self._memory.clear()
         self._tracks.clear()
@@ -298,13 +295,6 @@ class WorldModelRollout:
         self._tracks.observe(composed[-1], poses[-1], frames_since=len(frames))
         return composed
 
-    @torch.no_grad()
-    def _encode_context(self, frames: np.ndarray) -> None:
-        tokenizer = self._pipe.tokenizer
-        clip = torch.from_numpy(np.ascontiguousarray(frames)[None]).to(tokenizer.device)
-        latents = tokenizer.encode(clip, self._encoder_cache).latents
-        self._latents = latents[:, :, -self.context_frames :].to(self._latents)
-
     # ------------------------------------------------------------------ stepping
     def propose(self, poses: np.ndarray) -> Window:
         """Generate the window that continues the history to the world ``poses
@@ -333,7 +323,6 @@ class WorldModelRollout:
         self._poses = np.concatenate([self._poses, window.poses])[-self.history_frames :]
         if self._memory is not None:
             frames = self._compose(frames, window.poses, window.memory_views)
-            self._encode_context(frames)
         self._version += 1
         return frames
 

@@ -161,7 +161,7 @@ def test_scaling_table_grows_with_batch_and_frames(tiny_free_pipeline_path):
     rows = scaling_table(pipe, (4, 8), (1, 2), repeats=1, num_inference_steps=1)
     assert [(r.frames, r.batch) for r in rows] == [(4, 1), (4, 2), (8, 1), (8, 2)]
     by = {(r.frames, r.batch): r for r in rows}
-    # Every part of a step (denoising, decode, re-encode) is done per sample: FLOPs double
+    # Every part of a step (denoising, decode) is done per sample: FLOPs double
     # with the batch, and grow with the frames generated.
     assert by[4, 2].gflop == pytest.approx(2 * by[4, 1].gflop, rel=0.02)
     assert by[8, 1].gflop > 1.5 * by[4, 1].gflop

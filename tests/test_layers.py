@@ -43,7 +43,6 @@ HIGHER = ("occsim.envs", "occsim.agents", "occsim.evaluate", "occsim.drive", "oc
 ROLLOUT_STATE = (
     "_latents",
     "_cache",
-    "_encoder_cache",
     "_generator",
     "_pipe",
     "_version",

@@ -163,7 +163,7 @@ def scaling_report(rows: list[CostRow], passes: int) -> Report:
     its launch floor (``passes``: denoising passes a step)."""
     notes = [
         "Step: one batched denoising loop proposing `batch` windows, then each committed "
-        "(decode, scene memory, context re-encode). Windows longer than the bundled DiT's "
+        "(decode, scene memory). Windows longer than the bundled DiT's "
         "use a DiT of the same width with random weights (cost depends on shapes only); 2 "
         "frames a step is not possible, as the tokenizer folds 4 frames into a latent frame.",
         f"H100 column: a roofline estimate from the FLOP count (bf16 peak {H100_BF16_TFLOPS:.0f}"
