@@ -342,6 +342,30 @@ class OccDiT(ModelMixin, ConfigMixin):
             )
         return new_space.to(latents)
 
+    def window_prior(
+        self,
+        latents: torch.Tensor,
+        trajectory: torch.Tensor,
+        context_mask: torch.Tensor,
+        new_space: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The motion prior ``(B, C, t, h, w)`` of a window (``context_prior`` only): the
+        last context frame of ``latents`` warped along ``trajectory`` to every later frame,
+        ``new_space`` where it sees beyond it, and the context frames themselves. It reads
+        only the clean context, so a sampling loop computes it once and passes it to every
+        :meth:`forward` as ``prior``."""
+        if not self.config.context_prior:
+            raise ValueError("this DiT has no context_prior")
+        return motion_prior(
+            latents,
+            context_mask,
+            trajectory,
+            self.config.trajectory_length // latents.shape[2],
+            self.config.grid_half_extent,
+            self.config.prior_padding,
+            self._new_space(new_space, latents),
+        )
+
     def forward(
         self,
         latents: torch.Tensor,
@@ -351,6 +375,7 @@ class OccDiT(ModelMixin, ConfigMixin):
         drop_trajectory: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
         new_space: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted noise (and variance values) for ``latents``.
 
@@ -367,6 +392,9 @@ class OccDiT(ModelMixin, ConfigMixin):
             new_space: ``(B, latent_channels, t, h, w)`` normalised latents the motion
                 prior holds where a frame sees beyond the last context frame; only with
                 ``prior_padding="ground"`` (zeros where ``None``).
+            prior: the window's motion prior from :meth:`window_prior` (the same for every
+                denoising step of a window), instead of ``new_space``; computed here when
+                ``None``.
 
         Returns:
             ``(B, out_channels, t, h, w)``: the prediction (noise, or the clean sample with
@@ -386,20 +414,20 @@ class OccDiT(ModelMixin, ConfigMixin):
             context_mask = torch.zeros(b, t, dtype=torch.bool, device=latents.device)
         if drop_trajectory is None:
             drop_trajectory = torch.zeros(b, dtype=torch.bool, device=latents.device)
-        inputs, prior = latents, None
+        inputs = latents
         if self.config.context_prior:
-            prior = motion_prior(
-                latents,
-                context_mask,
-                trajectory,
-                self.config.trajectory_length // t,
-                self.config.grid_half_extent,
-                self.config.prior_padding,
-                self._new_space(new_space, latents),
-            )
-            inputs = torch.cat([latents, prior], dim=1)
-        elif new_space is not None:
-            raise ValueError("new_space was given but this DiT has no context_prior")
+            if prior is None:
+                prior = self.window_prior(latents, trajectory, context_mask, new_space)
+            elif new_space is not None:
+                raise ValueError("give new_space or a prior built with it, not both")
+            elif tuple(prior.shape) != tuple(latents.shape):
+                raise ValueError(
+                    f"prior must have the latents' shape {tuple(latents.shape)}, "
+                    f"got {tuple(prior.shape)}"
+                )
+            inputs = torch.cat([latents, prior.to(latents)], dim=1)
+        elif new_space is not None or prior is not None:
+            raise ValueError("new_space or prior was given but this DiT has no context_prior")
         if self.memory_channels:
             if memory is None:
                 memory = latents.new_zeros(b, self.memory_channels, t, h, w)

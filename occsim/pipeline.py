@@ -208,9 +208,10 @@ class OccSoraPipeline(DiffusionPipeline):
         config = self.transformer.config
         if new_space is None:
             return None
-        if config.prior_padding != "ground":
+        if config.prior_padding != "ground" or not config.get("context_prior", False):
             raise ValueError(
-                f"new_space was given but this DiT's prior_padding is {config.prior_padding!r}"
+                "new_space was given but this DiT has no ground prior (context_prior "
+                f"{config.context_prior}, prior_padding {config.prior_padding!r})"
             )
         new_space = self._generated_frames_input(
             new_space, "new_space", config.latent_channels, batch, num_context, device, dtype
@@ -303,9 +304,10 @@ class OccSoraPipeline(DiffusionPipeline):
         pass_trajectory = trajectory.repeat(passes, 1, 1)
         if memory is not None:  # the memory is a fact of the world: both passes see it
             memory = memory.repeat(passes, 1, 1, 1, 1)
-        extra = {}  # only a DiT with a ground prior takes (and needs) new_space
         if new_space is not None:  # what the memory knows of the ground: both passes see it
-            extra["new_space"] = new_space.repeat(passes, 1, 1, 1, 1)
+            new_space = new_space.repeat(passes, 1, 1, 1, 1)
+        # The motion prior reads only the clean context: one for the window, not one a step.
+        prior = None
         # Read only: the scheduler's variance setting was fixed when it was set.
         learned_variance = samples_learned_variance(self.scheduler)
         channels = config.latent_channels
@@ -319,6 +321,11 @@ class OccSoraPipeline(DiffusionPipeline):
                 model_input = torch.cat([clean, model_input], dim=2)
             model_input = model_input.repeat(passes, 1, 1, 1, 1)
             step = torch.full((batch * passes,), int(t), device=device)
+            if config.get("context_prior", False) and prior is None:
+                prior = self.transformer.window_prior(
+                    model_input, pass_trajectory, pass_mask, new_space
+                )
+            extra = {} if prior is None else {"prior": prior}
             output = self.transformer(
                 model_input, step, pass_trajectory, pass_mask, drop, memory=memory, **extra
             )

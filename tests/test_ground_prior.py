@@ -98,9 +98,17 @@ def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior
     model = OccDiT.from_preset(
         "tiny", latent_channels=c, latent_size=(h, w), context_prior=True, prior_padding="ground"
     ).eval()
-    seen: list[torch.Tensor] = []
+    seen: list[torch.Tensor] = []  # the new space each window prior was built with
+    priors: list[torch.Tensor] = []  # the prior each denoising step was given
+    window_prior = model.window_prior
+
+    def recording_prior(latents, trajectory, context_mask, new_space=None):
+        seen.append(new_space)
+        return window_prior(latents, trajectory, context_mask, new_space)
+
+    model.window_prior = recording_prior
     model.register_forward_hook(
-        lambda module, args, kwargs, out: seen.append(kwargs["new_space"]), with_kwargs=True
+        lambda module, args, kwargs, out: priors.append(kwargs["prior"]), with_kwargs=True
     )
     pipe = OccSoraPipeline(tokenizer, model, DDIMScheduler(prediction_type="sample"))
     pipe.set_progress_bar_config(disable=True)
@@ -122,10 +130,11 @@ def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior
         new_space=new_space,
         output_type="latent",
     )
-    assert len(seen) == 2 and seen[0].shape == (2, c, 2, h, w)  # both guidance passes
+    assert len(seen) == 1 and seen[0].shape == (2, c, 2, h, w)  # once, both guidance passes
     assert (seen[0][:, :, 0] == 0).all()  # the context's prior is the context itself
     torch.testing.assert_close(seen[0][0, :, 1], pipe.normalize(new_space[0, :, 0]))
     torch.testing.assert_close(seen[0][1], seen[0][0])
+    assert len(priors) == 2 and priors[0] is priors[1]  # one prior for the window's steps
     with pytest.raises(ValueError, match="new_space must have shape"):
         pipe(trajectory, context=context, num_inference_steps=1, new_space=new_space[..., :2])
     plain = OccSoraPipeline(
@@ -133,5 +142,30 @@ def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior
         OccDiT.from_preset("tiny", latent_channels=c, latent_size=(h, w), context_prior=True),
         DDIMScheduler(),
     )
-    with pytest.raises(ValueError, match="prior_padding is 'zeros'"):
+    with pytest.raises(ValueError, match="prior_padding 'zeros'"):
         plain(trajectory, context=context, num_inference_steps=1, new_space=new_space)
+
+
+def test_a_window_prior_given_to_the_dit_equals_the_one_it_builds(tokenizer):
+    c, _, h, w = tokenizer.latent_shape(2)
+    torch.manual_seed(0)
+    model = OccDiT.from_preset(
+        "tiny", latent_channels=c, latent_size=(h, w), context_prior=True, prior_padding="ground"
+    ).eval()
+    latents, new_space = torch.randn(2, c, 2, h, w), torch.randn(2, c, 2, h, w)
+    steps = torch.tensor([500, 20])
+    trajectory = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 0.5], [3.0, 1.0]]]).repeat(2, 1, 1)
+    mask = torch.tensor([[True, False], [True, False]])
+    prior = model.window_prior(latents, trajectory, mask, new_space)
+    # The prior reads only the clean context: other noise in the generated frame, same prior.
+    noisier = latents.clone()
+    noisier[:, :, 1] = torch.randn(2, c, h, w)
+    torch.testing.assert_close(model.window_prior(noisier, trajectory, mask, new_space), prior)
+    with torch.no_grad():
+        built = model(latents, steps, trajectory, mask, new_space=new_space)
+        given = model(latents, steps, trajectory, mask, prior=prior)
+    torch.testing.assert_close(given, built, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="not both"):
+        model(latents, steps, trajectory, mask, new_space=new_space, prior=prior)
+    with pytest.raises(ValueError, match="prior must have the latents' shape"):
+        model(latents, steps, trajectory, mask, prior=prior[:, :, :1])
