@@ -92,12 +92,18 @@ def tokenizer() -> OccTokenizer:
     return OccTokenizer.from_preset("tiny").eval()
 
 
-def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior(tokenizer):
+def ground_dit(tokenizer: OccTokenizer) -> OccDiT:
+    """A tiny DiT with a ground prior over ``tokenizer``'s latents of 2 latent frames."""
     c, _, h, w = tokenizer.latent_shape(2)
     torch.manual_seed(0)
-    model = OccDiT.from_preset(
+    return OccDiT.from_preset(
         "tiny", latent_channels=c, latent_size=(h, w), context_prior=True, prior_padding="ground"
     ).eval()
+
+
+def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior(tokenizer):
+    c, _, h, w = tokenizer.latent_shape(2)
+    model = ground_dit(tokenizer)
     seen: list[torch.Tensor] = []  # the new space each window prior was built with
     priors: list[torch.Tensor] = []  # the prior each denoising step was given
     window_prior = model.window_prior
@@ -148,10 +154,7 @@ def test_the_pipeline_feeds_the_ground_of_the_generated_frames_to_a_ground_prior
 
 def test_a_window_prior_given_to_the_dit_equals_the_one_it_builds(tokenizer):
     c, _, h, w = tokenizer.latent_shape(2)
-    torch.manual_seed(0)
-    model = OccDiT.from_preset(
-        "tiny", latent_channels=c, latent_size=(h, w), context_prior=True, prior_padding="ground"
-    ).eval()
+    model = ground_dit(tokenizer)
     latents, new_space = torch.randn(2, c, 2, h, w), torch.randn(2, c, 2, h, w)
     steps = torch.tensor([500, 20])
     trajectory = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 0.5], [3.0, 1.0]]]).repeat(2, 1, 1)
