@@ -65,4 +65,4 @@ def ground_prior(tokenizer: OccTokenizer, views: np.ndarray) -> torch.Tensor:
     """``(B, C, t, h, w)`` tokenizer latents of the memory ``views`` ``(B, T, X, Y, Z)``
     carried on (:func:`carry_ground_views`), for ``OccDiT(prior_padding="ground")``."""
     clip = torch.from_numpy(carry_ground_views(views)).to(tokenizer.device)
-    return tokenizer.encode(clip).latents  # a fresh encode: no stream before it
+    return tokenizer.encode_clips(clip).latents  # a fresh encode: no stream before it

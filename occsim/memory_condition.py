@@ -32,7 +32,7 @@ def encode_views(
     known = views != UNKNOWN
     classes = np.where(known, views, np.uint8(FREE_ID))
     clip = torch.from_numpy(np.ascontiguousarray(classes)).to(tokenizer.device)
-    encoding = tokenizer.encode(clip)  # a fresh encode: no stream before it
+    encoding = tokenizer.encode_clips(clip)  # a fresh encode: no stream before it
     _, _, t, h, w = encoding.latents.shape
     columns = torch.from_numpy(known.mean(axis=-1, dtype=np.float32)).to(encoding.latents)
     fraction = F.adaptive_avg_pool3d(columns[:, None], (t, h, w))[:, 0]

@@ -109,6 +109,9 @@ class TokenizerOutput:
     quantizer: QuantizerOutput
 
 
+CPU_CLIPS_PER_CALL = 2  # clips a CPU encode of unrelated clips takes at once (encode_clips)
+
+
 @dataclass
 class TokenizerEncoding:
     """``latents (B, C, t, h, w)`` (quantised) and code ``indices (B, G, t, h, w)``."""
@@ -352,6 +355,20 @@ class OccTokenizer(ModelMixin, ConfigMixin):
         """
         quantized = self.quantizer(self._encode_features(occupancy, cache))
         return TokenizerEncoding(quantized.quantized, quantized.indices)
+
+    @torch.no_grad()
+    def encode_clips(self, occupancy: torch.Tensor) -> TokenizerEncoding:
+        """:meth:`encode` of a batch of unrelated clips ``(B, T, X, Y, Z)`` (no stream): the
+        same latents and codes, computed on the CPU :data:`CPU_CLIPS_PER_CALL` clips a call.
+        There one call of 4 clips takes 1.2x the time of four calls of one (its activations
+        outgrow the caches), and two calls of two 0.9x (BENCHMARKS.md)."""
+        if self.device.type != "cpu" or len(occupancy) <= CPU_CLIPS_PER_CALL:
+            return self.encode(occupancy)
+        parts = [self.encode(part) for part in occupancy.split(CPU_CLIPS_PER_CALL)]
+        return TokenizerEncoding(
+            torch.cat([part.latents for part in parts]),
+            torch.cat([part.indices for part in parts]),
+        )
 
     # ------------------------------------------------------------------ decoder
     def decode(self, latents: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
