@@ -135,13 +135,12 @@ class SceneMemory:
                 first[0] - origin[0] : last[0] - origin[0],
                 first[1] - origin[1] : last[1] - origin[1],
             ]
-            mi, mj = np.nonzero(mask)
-            old = region[mi, mj]  # (n, Z)
             if only_unknown:
                 # Only columns with a voxel the memory does not know can change (most of a
-                # generated frame's view is known): the rest are not read from the frame.
-                open_columns = (old == UNKNOWN).any(axis=1)
-                mi, mj, old = mi[open_columns], mj[open_columns], old[open_columns]
+                # generated frame's view is known): the rest are neither read nor written.
+                mask = mask & column_any(region == UNKNOWN)
+            mi, mj = np.nonzero(mask)
+            old = region[mi, mj]  # (n, Z)
             columns = frame[ix[rows, cols][mi, mj], iy[rows, cols][mi, mj]]
             keep = _DYNAMIC[columns] | ((old != UNKNOWN) if only_unknown else False)
             region[mi, mj] = np.where(keep, old, columns)
