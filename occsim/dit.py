@@ -425,7 +425,8 @@ class OccDiT(ModelMixin, ConfigMixin):
                     f"prior must have the latents' shape {tuple(latents.shape)}, "
                     f"got {tuple(prior.shape)}"
                 )
-            inputs = torch.cat([latents, prior.to(latents)], dim=1)
+            prior = prior.to(latents)
+            inputs = torch.cat([latents, prior], dim=1)
         elif new_space is not None or prior is not None:
             raise ValueError("new_space or prior was given but this DiT has no context_prior")
         if self.memory_channels:

@@ -211,7 +211,7 @@ class OccSoraPipeline(DiffusionPipeline):
         if config.prior_padding != "ground" or not config.get("context_prior", False):
             raise ValueError(
                 "new_space was given but this DiT has no ground prior (context_prior "
-                f"{config.context_prior}, prior_padding {config.prior_padding!r})"
+                f"{config.get('context_prior', False)}, prior_padding {config.prior_padding!r})"
             )
         new_space = self._generated_frames_input(
             new_space, "new_space", config.latent_channels, batch, num_context, device, dtype

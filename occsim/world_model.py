@@ -112,8 +112,8 @@ class WorldModelRollout:
     generated frame keeps only plausible road users (:func:`keep_road_users`) and is composed
     onto what the memory knows of its pose (:func:`compose`). The next window continues the
     DiT's own latents: composition corrects what a step shows, and re-encoding the composed
-    frames as context moved no closed-loop figure by more than 0.2 while it cost a third of
-    the torch work of a step (BENCHMARKS.md).
+    frames as context moved no figure of ``occsim eval closed-loop`` by more than 0.2 while
+    it cost about 35 ms a step (BENCHMARKS.md).
 
     Args:
         pipe: the world model (tokenizer + DiT + scheduler); several rollouts may share one.

@@ -37,7 +37,7 @@ def env(tiny_pipeline_path) -> OccSoraEnv:
 
 @pytest.fixture(scope="module")
 def plain_env(tiny_pipeline_path) -> OccSoraEnv:
-    """Without scene memory: each window continues the DiT's own latents."""
+    """Without scene memory: generated frames are shown as they come."""
     return OccSoraEnv(pipeline_path=str(tiny_pipeline_path), scene_memory=False, **FAST)
 
 
@@ -81,8 +81,10 @@ def test_starts_from_the_procedural_scene_of_the_same_seed(env):
     np.testing.assert_allclose(learned_info["ego_pose"][:2], exact_info["ego_pose"][:2], atol=0.5)
 
 
-def test_each_step_continues_the_latent_history(plain_env, monkeypatch):
-    env = plain_env
+@pytest.mark.parametrize("which", ["plain_env", "env"])
+def test_each_step_continues_the_latent_history(which, request, monkeypatch):
+    # With a scene memory too: composition changes what a step shows, not the history.
+    env = request.getfixturevalue(which)
     calls = []
     original = OccSoraPipeline.__call__
 

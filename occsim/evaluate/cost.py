@@ -162,10 +162,11 @@ def scaling_report(rows: list[CostRow], passes: int) -> Report:
     """The scaling table as a report, with how it was measured and where an H100 leaves
     its launch floor (``passes``: denoising passes a step)."""
     notes = [
-        "Step: one batched denoising loop proposing `batch` windows, then each committed "
-        "(decode, scene memory). Windows longer than the bundled DiT's "
-        "use a DiT of the same width with random weights (cost depends on shapes only); 2 "
-        "frames a step is not possible, as the tokenizer folds 4 frames into a latent frame.",
+        "Step: one batched denoising loop proposing `batch` windows (after one encode of "
+        "their ground priors), then each committed (decode, scene memory). Windows longer "
+        "than the bundled DiT's use a DiT of the same width with random weights (cost "
+        "depends on shapes only); 2 frames a step is not possible, as the tokenizer folds 4 "
+        "frames into a latent frame.",
         f"H100 column: a roofline estimate from the FLOP count (bf16 peak {H100_BF16_TFLOPS:.0f}"
         f" TFLOP/s at {GPU_EFFICIENCY:.0%} efficiency, {GPU_PASS_OVERHEAD_S * 1e3:.0f} ms launch"
         " floor a denoising pass, weights read once a pass), not a measurement; it leaves out"

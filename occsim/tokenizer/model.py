@@ -358,10 +358,11 @@ class OccTokenizer(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def encode_clips(self, occupancy: torch.Tensor) -> TokenizerEncoding:
-        """:meth:`encode` of a batch of unrelated clips ``(B, T, X, Y, Z)`` (no stream): the
-        same latents and codes, computed on the CPU :data:`CPU_CLIPS_PER_CALL` clips a call.
-        There one call of 4 clips takes 1.2x the time of four calls of one (its activations
-        outgrow the caches), and two calls of two 0.9x (BENCHMARKS.md)."""
+        """:meth:`encode` of a batch of unrelated clips ``(B, T, X, Y, Z)`` (no stream),
+        computed on the CPU :data:`CPU_CLIPS_PER_CALL` clips a call. There one call of 4
+        clips takes 1.2x the time of four calls of one (its activations outgrow the caches),
+        and two calls of two 0.9x (BENCHMARKS.md). The features differ from one batch call's
+        by float rounding (about 1e-6), so a code may flip only where two codes tie."""
         if self.device.type != "cpu" or len(occupancy) <= CPU_CLIPS_PER_CALL:
             return self.encode(occupancy)
         parts = [self.encode(part) for part in occupancy.split(CPU_CLIPS_PER_CALL)]

@@ -273,7 +273,7 @@ def load_or_build_cache(
                 memory_known.append(known[:, 0].to(torch.float16).cpu()[None])
             if ground:
                 carried = torch.from_numpy(carry_ground_views(views)).to(tokenizer.device)
-                ground_indices.append(_view_indices(tokenizer.encode(carried).indices))
+                ground_indices.append(_view_indices(tokenizer.encode_clips(carried).indices))
     cache = LatentCache(torch.cat(indices), torch.cat(trajectories), factor)
     tensors = {"indices": cache.indices.contiguous(), "trajectory": cache.trajectory.contiguous()}
     if memory:
