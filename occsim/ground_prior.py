@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
 
 from occsim.grid import column_any
-from occsim.labels import FREE_ID, GROUND_CLASSES
+from occsim.labels import FREE_ID, GROUND_CLASSES, ClassMask
+from occsim.nearest_cell import nearest_set_cell
 from occsim.scene_memory import UNKNOWN
 from occsim.tokenizer import OccTokenizer
 
-_IS_GROUND = np.zeros(256, dtype=bool)
-_IS_GROUND[list(GROUND_CLASSES)] = True
+_IS_GROUND = ClassMask(GROUND_CLASSES)
 
 
 def carry_ground(view: np.ndarray) -> np.ndarray:
@@ -37,14 +36,14 @@ def carry_ground(view: np.ndarray) -> np.ndarray:
     if view.ndim != 3 or view.dtype != np.uint8:
         raise ValueError(f"view must be uint8 (X, Y, Z), got {view.dtype} {view.shape}")
     unknown = ~column_any(view != UNKNOWN)
-    has_ground = column_any(np.take(_IS_GROUND, view)) & ~unknown
+    has_ground = column_any(_IS_GROUND(view)) & ~unknown
     if not unknown.any() or not has_ground.any():
         return view
-    # The index of the nearest column with ground, for every column (exact Euclidean).
-    nearest = distance_transform_edt(~has_ground, return_distances=False, return_indices=True)
-    source = view[nearest[0][unknown], nearest[1][unknown]]  # (N, Z) of the unknown columns
+    # The nearest column with ground of every unknown column (exact Euclidean).
+    ux, uy = np.nonzero(unknown)
+    source = view[nearest_set_cell(has_ground, ux, uy)]  # (N, Z) of the unknown columns
     out = view.copy()
-    out[unknown] = np.where(_IS_GROUND[source], source, np.uint8(FREE_ID))
+    out[ux, uy] = np.where(_IS_GROUND(source), source, np.uint8(FREE_ID))
     return out
 
 

@@ -24,7 +24,13 @@ from scipy.optimize import linear_sum_assignment
 
 from occsim.geometry import local_to_world, rotation_2d, world_to_local, wrap_angle
 from occsim.grid import EGO_LENGTH, EGO_WIDTH, FRAME_DT, OCC3D_GRID, GridSpec, column_any
-from occsim.labels import BICYCLE, DRIVEABLE_SURFACE, DYNAMIC_CLASSES, PEDESTRIAN, class_lookup
+from occsim.labels import (
+    BICYCLE,
+    DRIVEABLE_SURFACE,
+    DYNAMIC_CLASSES,
+    PEDESTRIAN,
+    ClassMask,
+)
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
@@ -59,7 +65,7 @@ _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 _NO_MATCH = 1e9  # the cost of a pair that may not be matched
 
 
-_ROAD_USER = class_lookup(DYNAMIC_CLASSES)
+_ROAD_USER = ClassMask(DYNAMIC_CLASSES)
 
 
 def _to_world(local: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -133,7 +139,7 @@ class RoadUser:
 def extract(frame: np.ndarray, pose: np.ndarray, grid: GridSpec = OCC3D_GRID) -> list[RoadUser]:
     """The road-user blobs (8-connected columns) of ``frame`` seen from ``pose``, standing
     still."""
-    users = np.take(_ROAD_USER, frame)
+    users = _ROAD_USER(frame)
     if not users.any():
         return []
     labels, _ = ndimage.label(column_any(users), _CONNECTIVITY)

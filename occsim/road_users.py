@@ -30,8 +30,10 @@ from occsim.labels import (
     SIDEWALK,
     TRAILER,
     TRUCK,
+    ClassMask,
     class_lookup,
 )
+from occsim.nearest_cell import nearest_set_cell
 
 # Fewest voxels a blob of the class must hold: about half of the smallest body of the class
 # at 0.4 m (a pedestrian 0.6 x 0.6 x 1.8 m covers 2-4 columns of 5 voxels).
@@ -75,7 +77,7 @@ USABLE_GROUND: tuple[int, ...] = (DRIVEABLE_SURFACE, OTHER_FLAT, SIDEWALK)
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
-_ROAD_USER = class_lookup(DYNAMIC_CLASSES)
+_ROAD_USER = ClassMask(DYNAMIC_CLASSES)
 _USABLE = class_lookup(USABLE_GROUND)
 _GROUND = class_lookup(GROUND_CLASSES)
 
@@ -97,7 +99,7 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
     that passes the checks takes its majority class; the rest become free (the ground layer
     takes the nearest ground). A new array; the input is not changed."""
     frame = np.asarray(frame)
-    users = np.take(_ROAD_USER, frame)
+    users = _ROAD_USER(frame)
     out = frame.copy()
     if not users.any():
         return out
@@ -147,9 +149,8 @@ def keep_road_users(frame: np.ndarray, grid: GridSpec = OCC3D_GRID) -> np.ndarra
             # Dropped voxels on the ground layer take the nearest ground class.
             known = _GROUND[ground] & ~users[:, :, g]
             if known.any():
-                _, (nx, ny) = ndimage.distance_transform_edt(~known, return_indices=True)
                 fx, fy = x[floor], y[floor]
-                out[fx, fy, g] = ground[nx[fx, fy], ny[fx, fy]]
+                out[fx, fy, g] = ground[nearest_set_cell(known, fx, fy)]
     return out
 
 

@@ -24,6 +24,7 @@ from occsim.labels import (
     DYNAMIC_CLASSES,
     FREE_ID,
     GROUND_CLASSES,
+    ClassMask,
     class_lookup,
 )
 
@@ -33,7 +34,7 @@ UNKNOWN: int = 255  # a voxel the memory knows nothing about
 _DYNAMIC = class_lookup(DYNAMIC_CLASSES)
 _GROUND = class_lookup(GROUND_CLASSES)
 _FREE_OR_GROUND = class_lookup((FREE_ID, *GROUND_CLASSES))
-_ROOM_FOR_USER = class_lookup((FREE_ID, *GROUND_CLASSES, *DYNAMIC_CLASSES))  # may take one
+_ROOM_FOR_USER = ClassMask((FREE_ID, *GROUND_CLASSES, *DYNAMIC_CLASSES))  # may take one
 _GROUND_INDEX = OCC3D_GRID.ground_index
 
 
@@ -63,26 +64,46 @@ class SceneMemory:
                 f"{self.cell_size}, {tile_cells}, {radius}"
             )
         self.tile_cells, self.radius = tile_cells, float(radius)
-        self._tiles: dict[tuple[int, int], np.ndarray] = {}
+        # Tiles live in one pool, slot 0 an all-unknown tile that is never written: a view
+        # is then one gather over slot, row and column, whatever tiles it crosses.
+        self._pool = np.full((1, tile_cells, tile_cells, grid.shape[2]), UNKNOWN, np.uint8)
+        self._slots: dict[tuple[int, int], int] = {}
+        self._free: list[int] = []
         self._centres = grid.bev_centers().reshape(-1, 2)
+        # The view's corner cells: its cells' extremes lie there (the pose is rigid).
+        nx, ny = grid.shape[:2]
+        self._corners = np.array([0, ny - 1, (nx - 1) * ny, nx * ny - 1])
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
         """Tiles held."""
-        return len(self._tiles)
+        return len(self._slots)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of voxel storage held."""
-        return sum(tile.nbytes for tile in self._tiles.values())
+        """Bytes of voxel storage allocated: the tiles held, slots freed by eviction for
+        the next tiles, and the all-unknown tile."""
+        return self._pool.nbytes
 
     def tile_keys(self) -> Iterator[tuple[int, int]]:
         """Indices ``(tx, ty)`` of the tiles held."""
-        return iter(self._tiles)
+        return iter(self._slots)
 
     def clear(self) -> None:
-        """Forget everything."""
-        self._tiles.clear()
+        """Forget everything (the storage stays allocated for the next episode)."""
+        self._free.extend(self._slots.values())
+        self._slots.clear()
+
+    def _new_tile(self, key: tuple[int, int]) -> np.ndarray:
+        """A slot for tile ``key``, all unknown: a freed one, else a pool twice as large."""
+        if not self._free:
+            grown = len(self._pool)
+            self._pool = np.concatenate([self._pool, np.full_like(self._pool, UNKNOWN)])
+            self._free.extend(range(2 * grown - 1, grown - 1, -1))
+        slot = self._free.pop()
+        self._pool[slot] = UNKNOWN
+        self._slots[key] = slot
+        return self._pool[slot]
 
     # ------------------------------------------------------------------ geometry
     def _cells_of(self, world_xy: np.ndarray) -> np.ndarray:
@@ -116,7 +137,7 @@ class SceneMemory:
         voxel, lower = self.grid.voxel_size, self.grid.lower
         ix = np.floor(((c * ax)[:, None] + (si * ay)[None, :] - lower[0]) / voxel).astype(np.int64)
         iy = np.floor(((-si * ax)[:, None] + (c * ay)[None, :] - lower[1]) / voxel).astype(np.int64)
-        nx, ny, nz = self.grid.shape
+        nx, ny = self.grid.shape[:2]
         inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         for tile in self._tiles_between(low, high):
             origin = np.array(tile) * self.tile_cells
@@ -127,10 +148,8 @@ class SceneMemory:
             mask = inside[rows, cols]
             if not mask.any():
                 continue
-            storage = self._tiles.get(tile)
-            if storage is None:
-                storage = np.full((self.tile_cells, self.tile_cells, nz), UNKNOWN, np.uint8)
-                self._tiles[tile] = storage
+            slot = self._slots.get(tile)
+            storage = self._new_tile(tile) if slot is None else self._pool[slot]
             region = storage[
                 first[0] - origin[0] : last[0] - origin[0],
                 first[1] - origin[1] : last[1] - origin[1],
@@ -157,30 +176,35 @@ class SceneMemory:
     def evict(self, pose: np.ndarray) -> None:
         """Drop tiles whose nearest point lies farther than :attr:`radius` from ``pose``."""
         size = self.tile_cells * self.cell_size
-        for key in list(self._tiles):
+        for key in list(self._slots):
             lower = np.array(key) * size
             nearest = np.clip(pose[:2], lower, lower + size)
             if np.hypot(*(nearest - pose[:2])) > self.radius:
-                del self._tiles[key]
+                self._free.append(self._slots.pop(key))
 
     # ------------------------------------------------------------------ reading
     def project(self, pose: np.ndarray) -> np.ndarray:
         """What the memory knows seen from ``pose (x, y, yaw)``: classes ``(X, Y, Z)`` uint8,
         :data:`UNKNOWN` where it knows nothing."""
         pose = np.asarray(pose, dtype=np.float64)
-        nz = self.grid.shape[2]
-        out = np.full((len(self._centres), nz), UNKNOWN, dtype=np.uint8)
         cells = self._cells_of(local_to_world(self._centres, pose[:2], pose[2]))
         tiles = cells // self.tile_cells
-        local = cells - tiles * self.tile_cells
-        keys = tiles[:, 0] * (1 << 32) + tiles[:, 1]
-        for key in np.unique(keys):
-            rows = np.flatnonzero(keys == key)
-            tile = (int(tiles[rows[0], 0]), int(tiles[rows[0], 1]))
-            storage = self._tiles.get(tile)
-            if storage is not None:
-                out[rows] = storage[local[rows, 0], local[rows, 1]]
-        return out.reshape(*self.grid.shape[:2], nz)
+        cells -= tiles * self.tile_cells  # within its tile
+        # Slot of each tile the view crosses (0: not held), from a table over their span.
+        first = tiles[self._corners].min(axis=0)
+        span = tiles[self._corners].max(axis=0) + 1 - first
+        table = np.zeros(span, dtype=np.int64)
+        for key, slot in self._slots.items():
+            tx, ty = key[0] - first[0], key[1] - first[1]
+            if 0 <= tx < span[0] and 0 <= ty < span[1]:
+                table[tx, ty] = slot
+        tiles -= first
+        slots = table[tiles[:, 0], tiles[:, 1]]
+        rows = (slots * self.tile_cells + cells[:, 0]) * self.tile_cells + cells[:, 1]
+        # A column's voxels as one opaque item: taking 40,000 of them is one memcpy each.
+        nz = self.grid.shape[2]
+        columns = self._pool.reshape(-1, nz).view(np.dtype((np.void, nz))).ravel()
+        return columns.take(rows).view(np.uint8).reshape(*self.grid.shape[:2], nz)
 
 
 def known_mask(projected: np.ndarray) -> np.ndarray:
@@ -258,6 +282,6 @@ def compose(
     ground[under] = np.where(
         _GROUND[generated_ground[under]], generated_ground[under], DRIVEABLE_SURFACE
     )
-    placed = (predicted != UNKNOWN) & np.take(_ROOM_FOR_USER, out)
+    placed = (predicted != UNKNOWN) & _ROOM_FOR_USER(out)
     out[placed] = predicted[placed]
     return out.astype(np.uint8, copy=False)

@@ -99,3 +99,58 @@ def test_column_any_matches_any_along_z_whatever_the_layout():
     assert np.array_equal(column_any(mask[::2]), mask[::2].any(axis=-1))
     assert np.array_equal(column_any(mask[:, :, :12]), mask[:, :, :12].any(axis=-1))
     assert column_any(mask).shape == (30, 20) and column_any(mask).dtype == np.bool_
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        (2, 3, 4, 5, 6, 7, 9, 10),
+        (11, 12, 13, 14),
+        (17, 11, 12, 13, 14, 2, 3, 4, 5, 6, 7, 9, 10),
+        (0, 255),
+        (1, 3, 5, 7, 9),
+    ],
+)
+def test_class_mask_equals_the_lookup_table(classes):
+    from occsim.labels import ClassMask, class_lookup
+
+    frame = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 4, 12)  # every id
+    mask = ClassMask(classes)
+    assert np.array_equal(mask(frame), class_lookup(classes)[frame])
+    assert mask(frame).dtype == np.bool_ and mask(frame).shape == frame.shape
+    # Wider integer arrays (class ids of a lookup) take the table.
+    assert np.array_equal(mask(frame.astype(np.int64)), class_lookup(classes)[frame])
+
+
+def test_nearest_set_cell_equals_the_whole_view_transform(monkeypatch):
+    from scipy.ndimage import distance_transform_edt
+
+    from occsim import nearest_cell
+
+    shapes = []
+
+    def recorded(mask, **kwargs):
+        shapes.append(mask.shape)
+        return distance_transform_edt(mask, **kwargs)
+
+    monkeypatch.setattr(nearest_cell, "distance_transform_edt", recorded)
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        mask = np.zeros((200, 200), bool)
+        if trial % 2:  # a known band behind unknown space ahead, as a step sees it
+            mask[: rng.integers(120, 190)] = rng.random((200, 200))[:1] < 0.9
+            qx, qy = np.nonzero(~mask.any(axis=1)[:, None].repeat(200, 1))
+        else:  # a lattice: many equidistant candidates, ties everywhere
+            mask[:: rng.integers(2, 9), :: rng.integers(2, 9)] = True
+            qx, qy = np.nonzero(~mask & (rng.random((200, 200)) < 0.01))
+            keep = (qx > 50) & (qx < 80)
+            qx, qy = qx[keep], qy[keep]
+        sx, sy = distance_transform_edt(~mask, return_distances=False, return_indices=True)
+        nx, ny = nearest_cell.nearest_set_cell(mask, qx, qy)
+        assert np.array_equal(nx, sx[qx, qy]) and np.array_equal(ny, sy[qx, qy])
+    # Most answers came from a crop around the queries, not the whole view.
+    assert sum(shape[0] < 100 for shape in shapes) > 150
+    empty = np.zeros((0,), np.int64)
+    assert [a.size for a in nearest_cell.nearest_set_cell(mask, empty, empty)] == [0, 0]
+    with pytest.raises(ValueError, match="no set cell"):
+        nearest_cell.nearest_set_cell(np.zeros((5, 5), bool), np.array([1]), np.array([1]))
