@@ -41,3 +41,19 @@ def numbers(kind: type, minimum: float) -> Callable[[str], list]:
 
     parse.__name__ = f"list of {kind.__name__}"
     return parse
+
+
+def choices_list(allowed: tuple[str, ...]) -> Callable[[str], list]:
+    """An argparse ``type``: comma-separated names, each one of ``allowed``."""
+
+    def parse(text: str) -> list:
+        values = [part.strip() for part in text.split(",") if part.strip()]
+        wrong = [value for value in values if value not in allowed]
+        if not values or wrong:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated names from {', '.join(allowed)}, got {text!r}"
+            )
+        return values
+
+    parse.__name__ = "list of names"
+    return parse

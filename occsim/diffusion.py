@@ -15,6 +15,8 @@ import math
 import torch
 from diffusers import DDPMScheduler
 
+from occsim.sampler_defaults import DEFAULT_TIMESTEP_SPACING
+
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
@@ -25,7 +27,9 @@ def make_training_scheduler(
 
     ``prediction_type`` is what the DiT outputs: ``epsilon`` (the paper), ``sample`` (the
     clean latent) or ``v_prediction``. It travels in the scheduler config, so every solver
-    built with ``from_config`` reads the DiT's output the same way.
+    built with ``from_config`` reads the DiT's output the same way, as does the
+    ``"trailing"`` timestep spacing: few solver steps start at the last training timestep
+    (see :mod:`occsim.sampler_defaults`). Training itself never reads the spacing.
     """
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(
@@ -37,6 +41,7 @@ def make_training_scheduler(
         variance_type="learned_range",
         clip_sample=False,
         prediction_type=prediction_type,
+        timestep_spacing=DEFAULT_TIMESTEP_SPACING,
     )
 
 

@@ -27,7 +27,12 @@ from occsim.memory_condition import memory_condition
 from occsim.pipeline import OccSoraPipeline
 from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
-from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
+from occsim.sampler_defaults import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SOLVER_STEPS,
+    DEFAULT_TIMESTEP_SPACING,
+    TIMESTEP_SPACINGS,
+)
 from occsim.scene_memory import UNKNOWN, SceneMemory, compose
 from occsim.tokenizer import StreamCache
 from occsim.validation import check_float, check_int
@@ -40,9 +45,11 @@ def load_world_model(
     scheduler: str = "DDIMScheduler",
     device: str = "cpu",
     dtype: str = "float32",
+    timestep_spacing: str = DEFAULT_TIMESTEP_SPACING,
 ) -> OccSoraPipeline:
     """The pipeline in ``path`` (default: the bundled model) with the diffusers
-    ``scheduler`` class of that name, on ``device`` in ``dtype``, progress bars off.
+    ``scheduler`` class of that name and ``timestep_spacing`` (see
+    :mod:`occsim.sampler_defaults`), on ``device`` in ``dtype``, progress bars off.
 
     Every argument is checked before anything loads, and the folder's files by
     ``OccSoraPipeline.from_pretrained`` (configs, weights, parts that fit), each error
@@ -65,6 +72,8 @@ def load_world_model(
     scheduler_class = getattr(diffusers, scheduler, None) if isinstance(scheduler, str) else None
     if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, SchedulerMixin)):
         raise ValueError(f"scheduler {scheduler!r} is not a diffusers scheduler class")
+    if timestep_spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"timestep_spacing {timestep_spacing!r} is not one of {TIMESTEP_SPACINGS}")
     try:
         torch_device = torch.device(device)
     except (RuntimeError, TypeError) as error:
@@ -73,7 +82,9 @@ def load_world_model(
     grid = tuple(pipe.tokenizer.config.grid_size)
     if grid != tuple(OCC3D_GRID.shape):  # the envs and their rewards live on this grid
         raise ValueError(f"{path}: the tokenizer's grid {grid} is not the Occ3D grid")
-    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    pipe.scheduler = scheduler_class.from_config(
+        pipe.scheduler.config, timestep_spacing=timestep_spacing
+    )
     pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -150,6 +161,7 @@ class WorldModelRollout:
         self.window_frames = pipe.transformer.config.trajectory_length
         self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps", 1)
         self.guidance_scale = check_float(guidance_scale, "guidance_scale", 0.0)
+        _check_starts_from_noise(pipe, self.num_inference_steps)
         self._pipe = pipe
         self._latents: torch.Tensor | None = None
         self._poses = np.zeros((0, 3))
@@ -352,6 +364,25 @@ class WorldModelRollout:
         new = out.latents[:, :, self.context_frames :]
         frames = self._pipe.tokenizer.decode_classes(new, self._cache.expanded(count))
         return frames.cpu().numpy()
+
+
+def starts_at_clean_timestep(scheduler, num_inference_steps: int) -> bool:
+    """Whether ``num_inference_steps`` solver steps of the diffusers ``scheduler`` begin at
+    t=0 (one ``"leading"`` step does), where a DiT reads pure noise as a clean latent."""
+    scheduler.set_timesteps(num_inference_steps)
+    return int(scheduler.timesteps[0]) == 0
+
+
+def _check_starts_from_noise(pipe: OccSoraPipeline, num_inference_steps: int) -> None:
+    """A window starts from pure noise, so its first solver step must not be at t=0."""
+    scheduler = pipe.scheduler
+    if starts_at_clean_timestep(scheduler, num_inference_steps):
+        spacing = scheduler.config.get("timestep_spacing")
+        raise ValueError(
+            f"{num_inference_steps} solver step(s) with timestep_spacing {spacing!r} start "
+            "at t=0, where the DiT reads pure noise as a clean latent; use "
+            "timestep_spacing='trailing' (load_world_model's default) or more steps"
+        )
 
 
 @torch.no_grad()

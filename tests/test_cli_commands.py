@@ -188,6 +188,7 @@ def test_eval_sweep_rows_are_the_closed_loop_and_forecast_of_each_setting(
     model_path, tmp_path, forecast, closed_loop
 ):
     schedulers, solver_steps, guidances = ["DDIMScheduler", "UniPCMultistepScheduler"], [1], [1.0]
+    spacings = ["trailing", "leading"]
     report, printed = run_report(
         tmp_path / "sweep.json",
         "eval",
@@ -200,31 +201,41 @@ def test_eval_sweep_rows_are_the_closed_loop_and_forecast_of_each_setting(
         "1",
         "--schedulers",
         ",".join(schedulers),
+        "--spacings",
+        ",".join(spacings),
         "--steps-list",
         ",".join(map(str, solver_steps)),
         "--guidances",
         ",".join(map(str, guidances)),
     )
-    settings = list(itertools.product(schedulers, solver_steps, guidances))
+    every = list(itertools.product(schedulers, spacings, solver_steps, guidances))
+    # DDIM's one leading step is at t=0: refused and named, not run (UniPC's is at 500).
+    refused = ("DDIMScheduler", "leading", 1, 1.0)
+    settings = [setting for setting in every if setting != refused]
     assert report["meta"]["settings"] == [list(setting) for setting in settings]
+    assert report["meta"]["refused"] == [list(refused)]
+    assert "Not run: DDIM, leading spacing, 1 step(s)" in printed
     rows = report["rows"]
-    assert [(r["scheduler"], r["solver steps"], r["guidance"]) for r in rows] == [
-        (name.removesuffix("Scheduler"), steps, guidance) for name, steps, guidance in settings
+    assert [(r["scheduler"], r["spacing"], r["solver steps"], r["guidance"]) for r in rows] == [
+        (name.removesuffix("Scheduler"), spacing, steps, guidance)
+        for name, spacing, steps, guidance in settings
     ]
     # The reference setting (DDIM, 10 steps, guidance 2) was not run: no Δ columns.
     assert not any(column.startswith("Δ") for row in rows for column in row)
     for row in rows:
         assert row["step p50 ms"] > 0.0
         assert row["learned-only term. %"] in (0.0, 100.0)  # one episode: it ended or not
-    # DDIM, 1 step, guidance 1 is the sampler the forecast and closed-loop runs used on the
-    # same held-out seeds: its figures are theirs (closed loop: step 1 of the episode;
+    # DDIM, 1 trailing step, guidance 1 is the sampler the forecast and closed-loop runs used
+    # on the same held-out seeds: its figures are theirs (closed loop: step 1 of the episode;
     # forecast: the mean over the horizons).
     first, closed_step = values(rows[0]), values(closed_loop[0]["rows"][0])
     for column in ("all mIoU", "seen mIoU", "new mIoU", "all IoU"):
         assert first[column] == pytest.approx(closed_step[f"learned {column}"], nan_ok=True)
     forecast_miou = [row["mIoU"] for row in forecast[0]["rows"]]
     assert first["forecast mIoU"] == pytest.approx(float(np.mean(forecast_miou)))
-    assert rows[1]["all mIoU"] != rows[0]["all mIoU"]  # another sampler, another world
+    # One step from t=999 is the DiT's prediction whatever the solver; UniPC's one leading
+    # step starts elsewhere (t=500), another world.
+    assert rows[1]["all mIoU"] == rows[0]["all mIoU"] != rows[2]["all mIoU"]
     assert_printed(report, printed)
 
 
@@ -443,6 +454,11 @@ def test_forecast_needs_an_occ3d_root(model_path, tmp_path):
         (["eval", "sweep", "--steps-list", "x"], "--steps-list: must be comma-separated numbers"),
         (["eval", "sweep", "--steps-list", "0,2"], "--steps-list: must be one or more numbers"),
         (["eval", "sweep", "--guidances", "1,a"], "--guidances: must be comma-separated numbers"),
+        (
+            ["eval", "sweep", "--spacings", "leading,late"],
+            "--spacings: must be comma-separated names from leading, trailing, linspace",
+        ),
+        (["eval", "closed-loop", "--timestep-spacing", "late"], "argument --timestep-spacing"),
         (["bench", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
         (["bench", "--solver-steps", "two"], "--solver-steps: must be an integer, got 'two'"),
         (["drive", "--steps", "0"], "argument --steps: must be at least 1, got 0"),

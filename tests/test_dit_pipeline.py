@@ -414,3 +414,16 @@ def test_solver_steps_and_guidance_are_checked_before_sampling(pipe):
         run(pipe, guidance_scale=float("nan"))
     with pytest.raises(TypeError, match="num_inference_steps"):
         run(pipe, num_inference_steps=2.5)
+
+
+def test_load_world_model_takes_a_timestep_spacing(tiny_pipeline_path):
+    from occsim.world_model import load_world_model
+
+    pipe = load_world_model(tiny_pipeline_path, timestep_spacing="trailing")
+    pipe.scheduler.set_timesteps(2)
+    assert pipe.scheduler.timesteps.tolist() == [999, 499]  # starts from pure noise
+    pipe = load_world_model(tiny_pipeline_path, timestep_spacing="leading")
+    pipe.scheduler.set_timesteps(2)
+    assert pipe.scheduler.timesteps.tolist() == [500, 0]
+    with pytest.raises(ValueError, match="timestep_spacing 'late' is not one of"):
+        load_world_model(tiny_pipeline_path, timestep_spacing="late")

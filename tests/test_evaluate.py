@@ -381,30 +381,41 @@ def test_sweep_runs_each_setting_as_labelled(tiny_free_pipeline_path):
 
     exact = ProceduralEnv(map_seed=4, world_config=SMALL)
     clips = ProceduralClips(1, clip_len=10, seed=2, config=SMALL)
-    settings = [("DDIMScheduler", 1, 1.0), ("UniPCMultistepScheduler", 2, 2.0)]
+    settings = [
+        ("DDIMScheduler", "trailing", 1, 1.0),
+        ("DDIMScheduler", "leading", 2, 1.0),
+        ("UniPCMultistepScheduler", "leading", 2, 2.0),
+    ]
     agent = ConstantSpeedAgent(exact, 6.0)
     rows = sweep(pipe, make_learned, exact, agent, [0], 1, clips, settings)
     assert pipe.scheduler is original  # restored
-    assert [(r.scheduler, r.solver_steps, r.guidance) for r in rows] == settings
+    assert [(r.scheduler, r.spacing, r.solver_steps, r.guidance) for r in rows] == settings
     # Each row is what a closed loop with its setting scores on its own.
-    pipe.scheduler = DDIMScheduler.from_config(original.config)
+    pipe.scheduler = DDIMScheduler.from_config(original.config, timestep_spacing="trailing")
+    pipe.scheduler.set_timesteps(1)
+    assert pipe.scheduler.timesteps.tolist() == [999]  # one pass from pure noise
     direct = closed_loop_fidelity(exact, make_learned(1, 1.0), agent, [0], 1, progress=False)
     assert rows[0].all_miou == pytest.approx(direct.steps[0].learned["all"].miou)
     assert rows[0].seen_miou == pytest.approx(direct.steps[0].learned["seen"].miou)
-    assert rows[1].all_miou != rows[0].all_miou  # another sampler, another world
+    # Another spacing and step count (500 then 0) or sampler, another world.
+    assert rows[1].all_miou != rows[0].all_miou and rows[2].all_miou != rows[0].all_miou
 
 
 def test_sweep_report_compares_with_ten_step_ddim():
     from occsim.evaluate.sweep import SweepRow, sweep_report
 
-    def row(scheduler, steps, guidance, all_miou, seen_miou):
+    def row(scheduler, spacing, steps, guidance, all_miou, seen_miou):
         return SweepRow(
-            scheduler, steps, guidance, 100.0, all_miou, seen_miou, 5.0, 50.0, 0.0, 20.0
+            scheduler, spacing, steps, guidance, 100.0, all_miou, seen_miou, 5.0, 50.0, 0.0, 20.0
         )
 
-    rows = [row("DDIMScheduler", 1, 1.0, 30.0, 55.5), row("DDIMScheduler", 10, 2.0, 32.5, 60.0)]
+    rows = [
+        row("DDIMScheduler", "trailing", 1, 1.0, 30.0, 55.5),
+        row("DDIMScheduler", "trailing", 10, 2.0, 40.0, 70.0),  # not the reference
+        row("DDIMScheduler", "leading", 10, 2.0, 32.5, 60.0),
+    ]
     report = sweep_report(rows)
     assert report.rows[0]["Δ all mIoU"] == -2.5 and report.rows[0]["Δ seen mIoU"] == -4.5
-    assert report.rows[1]["Δ all mIoU"] == 0.0
-    assert report.rows[0]["scheduler"] == "DDIM"
+    assert report.rows[2]["Δ all mIoU"] == 0.0
+    assert report.rows[0]["scheduler"] == "DDIM" and report.rows[0]["spacing"] == "trailing"
     assert "Δ all mIoU" not in sweep_report(rows[:1]).rows[0]  # no reference: no Δ

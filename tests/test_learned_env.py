@@ -400,3 +400,25 @@ def test_the_bundled_world_moves_as_commanded_left_right_slow_and_fast():
     np.testing.assert_allclose(right[:2], left[:2] * [1, -1], atol=0.5)
     assert right[2] == pytest.approx(-left[2], abs=0.05)
     assert recovered["fast"][0] == pytest.approx(2 * recovered["slow"][0], rel=0.15)
+
+
+def test_one_leading_solver_step_is_refused_one_trailing_step_samples(tiny_pipeline_path):
+    from diffusers import DDIMScheduler
+
+    from occsim.evaluate.sweep import runnable
+    from occsim.world_model import WorldModelRollout
+
+    pipe = OccSoraPipeline.from_pretrained(tiny_pipeline_path)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"  # trained pipelines carry it
+    WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=1)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="leading")
+    # One leading step is at t=0: pure noise taken for a clean latent.
+    with pytest.raises(ValueError, match="start at t=0.*timestep_spacing='trailing'"):
+        WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=1)
+    WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=2)  # 500, then 0
+    settings = [
+        ("DDIMScheduler", "leading", 1, 1.0),
+        ("DDIMScheduler", "trailing", 1, 1.0),
+        ("UniPCMultistepScheduler", "leading", 2, 1.0),
+    ]
+    assert runnable(pipe, settings) == (settings[1:], settings[:1])

@@ -83,7 +83,7 @@ CHECKS: dict[str, Check] = {
     ),
     f"{OCC} drive --world procedural": Check(window=True, slow=True),  # as `occsim drive`
     f"{OCC} drive --fast": Check(window=True, slow=True),
-    f"{OCC} drive --solver-steps 2": Check(window=True, slow=True),
+    f"{OCC} drive --solver-steps 4": Check(window=True, slow=True),
     f"{OCC} eval recon --clips 64": Check(run=f"{OCC} eval recon --clips 1", slow=True),
     f"{OCC} eval forecast --clips 32": Check(run=f"{OCC} eval forecast --clips 1", slow=True),
     f"{OCC} eval generate --clips 16": Check(

@@ -8,8 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from occsim.cli_types import at_least, numbers
-from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
+from occsim.cli_types import at_least, choices_list, numbers
+from occsim.sampler_defaults import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SOLVER_STEPS,
+    DEFAULT_TIMESTEP_SPACING,
+    TIMESTEP_SPACINGS,
+)
 
 HELD_OUT_SEED = 10_000  # procedural dataset seed never used in training (DataConfig.val_seed)
 
@@ -27,7 +32,7 @@ def _dataset(args: argparse.Namespace, clip_len: int):
 def _pipeline(args: argparse.Namespace):
     from occsim.world_model import load_world_model
 
-    return load_world_model(args.pipeline)
+    return load_world_model(args.pipeline, timestep_spacing=args.timestep_spacing)
 
 
 def _finish(report, args: argparse.Namespace) -> None:
@@ -197,15 +202,19 @@ def _sweep(args: argparse.Namespace) -> None:
     from occsim.agents import ConstantSpeedAgent
     from occsim.envs import OccSoraEnv, ProceduralEnv
     from occsim.evaluate.forecast import HISTORY_FRAMES, HORIZON_SECONDS
-    from occsim.evaluate.sweep import sweep, sweep_report
+    from occsim.evaluate.sweep import runnable, sweep, sweep_report
 
     pipe = _pipeline(args)
     settings = [
-        (scheduler, int(steps), float(guidance))
+        (scheduler, spacing, int(steps), float(guidance))
         for scheduler in args.schedulers.split(",")
+        for spacing in args.spacings
         for steps in args.steps_list
         for guidance in args.guidances
     ]
+    settings, refused = runnable(pipe, settings)
+    if not settings:
+        raise SystemExit(f"every sampler setting starts at t=0, none can run: {refused}")
 
     def make_learned(solver_steps: int, guidance: float) -> OccSoraEnv:
         return OccSoraEnv(pipeline=pipe, num_inference_steps=solver_steps, guidance_scale=guidance)
@@ -224,7 +233,13 @@ def _sweep(args: argparse.Namespace) -> None:
         progress=True,
     )
     report = sweep_report(rows)
-    report.meta.update({"seeds": seeds, "settings": settings})
+    report.meta.update({"seeds": seeds, "settings": settings, "refused": refused})
+    for name, spacing, solver_steps, guidance in refused:
+        report.notes.append(
+            f"Not run: {name.replace('Scheduler', '')}, {spacing} spacing, {solver_steps} "
+            f"step(s), guidance {guidance:g}: its first step is at t=0, which the rollout "
+            "refuses (the DiT would read pure noise as a clean latent)."
+        )
     _finish(report, args)
 
 
@@ -321,6 +336,12 @@ def _common(
     parser.add_argument("--steps", type=stepping, default=steps, help="env steps")
     parser.add_argument("--solver-steps", type=at_least(1), default=DEFAULT_SOLVER_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE, help="1: off")
+    parser.add_argument(
+        "--timestep-spacing",
+        choices=TIMESTEP_SPACINGS,
+        default=DEFAULT_TIMESTEP_SPACING,
+        help="which timesteps the solver steps take",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
 
@@ -366,6 +387,12 @@ def add_commands(commands) -> None:
             )
             parser.add_argument(
                 "--guidances", type=numbers(float, 0.0), default="1,2", help="scales (1: off)"
+            )
+            parser.add_argument(
+                "--spacings",
+                type=choices_list(TIMESTEP_SPACINGS),
+                default="leading,trailing",
+                help="timestep spacings to sweep",
             )
         if name == "recon":
             parser.add_argument(

@@ -1,11 +1,14 @@
 """``occsim eval sweep``: fidelity and step time of the learned world over sampler settings.
 
-Each setting (a diffusers scheduler, its solver steps, guidance on or off) drives the same
+Each setting (a diffusers scheduler, its timestep spacing and solver steps, guidance on or
+off) drives the same
 held-out episodes in closed loop (:func:`~occsim.evaluate.closed_loop.closed_loop_fidelity`:
 learned vs exact world, seen and new region, learned-only terminations) and forecasts the
 same clips (:func:`~occsim.evaluate.forecast.evaluate_forecast`); the learned env's steps
 are timed as the closed loop runs them. The DiT predicts the clean latent, so DDIM with one
-step is the one-pass clean-latent mode: one forward pass from noise, its prediction kept.
+step and ``"trailing"`` spacing is the one-pass clean-latent mode: one forward pass from
+noise at the last training timestep, its prediction kept (``"leading"`` spacing would ask
+it at t=0, as if the noise were clean).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from occsim.evaluate.closed_loop import closed_loop_fidelity
 from occsim.evaluate.forecast import evaluate_forecast
 from occsim.evaluate.report import Report
 from occsim.pipeline import OccSoraPipeline
+from occsim.world_model import starts_at_clean_timestep
 
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 SOLVER_STEPS = (1, 2, 4, 10)
 GUIDANCE = (1.0, 2.0)
-REFERENCE = ("DDIMScheduler", 10, 2.0)  # the setting the others are compared with
+SPACINGS = ("leading", "trailing")
+REFERENCE = ("DDIMScheduler", "leading", 10, 2.0)  # the setting the others are compared with
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class SweepRow:
     """Figures of one sampler setting (means over the closed loop's steps)."""
 
     scheduler: str
+    spacing: str
     solver_steps: int
     guidance: float
     step_p50_ms: float
@@ -58,13 +64,35 @@ class StepTimer(gym.Wrapper):
         return out
 
 
-def with_scheduler(pipe: OccSoraPipeline, name: str) -> OccSoraPipeline:
-    """``pipe`` sampling with the diffusers scheduler class ``name`` (same config)."""
+def with_scheduler(pipe: OccSoraPipeline, name: str, spacing: str | None = None) -> OccSoraPipeline:
+    """``pipe`` sampling with the diffusers scheduler class ``name`` (same config, the
+    timestep ``spacing`` given, else its own)."""
     scheduler_class = getattr(diffusers, name, None)
     if not isinstance(scheduler_class, type):
         raise ValueError(f"scheduler {name!r} is not a diffusers scheduler class")
-    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    config = dict(pipe.scheduler.config)
+    if spacing is not None:
+        config["timestep_spacing"] = spacing
+    pipe.scheduler = scheduler_class.from_config(config)
     return pipe
+
+
+def runnable(
+    pipe: OccSoraPipeline, settings: list[tuple[str, str, int, float]]
+) -> tuple[list[tuple[str, str, int, float]], list[tuple[str, str, int, float]]]:
+    """``settings`` split into those a rollout can sample and those whose first solver
+    step is at t=0 (one ``"leading"`` step), which the rollout refuses."""
+    original = pipe.scheduler
+    ok, refused = [], []
+    try:
+        for setting in settings:
+            name, spacing, solver_steps, _ = setting
+            with_scheduler(pipe, name, spacing)
+            clean = starts_at_clean_timestep(pipe.scheduler, solver_steps)
+            (refused if clean else ok).append(setting)
+    finally:
+        pipe.scheduler = original
+    return ok, refused
 
 
 def _mean(values: list[float]) -> float:
@@ -80,17 +108,18 @@ def sweep(
     seeds: list[int],
     steps: int,
     forecast_clips,
-    settings: list[tuple[str, int, float]],
+    settings: list[tuple[str, str, int, float]],
     progress: bool = False,
 ) -> list[SweepRow]:
-    """One :class:`SweepRow` per ``(scheduler, solver steps, guidance)`` of ``settings``;
+    """One :class:`SweepRow` per ``(scheduler, spacing, solver steps, guidance)`` of
+    ``settings``;
     ``make_learned(num_inference_steps, guidance_scale)`` builds the learned env on
     ``pipe``, whose scheduler is swapped per setting (and restored at the end)."""
     original = pipe.scheduler
     rows = []
     try:
-        for name, solver_steps, guidance in settings:
-            with_scheduler(pipe, name)
+        for name, spacing, solver_steps, guidance in settings:
+            with_scheduler(pipe, name, spacing)
             learned = StepTimer(make_learned(solver_steps, guidance))
             result = closed_loop_fidelity(exact, learned, agent, seeds, steps, progress=progress)
             forecast = evaluate_forecast(
@@ -105,6 +134,7 @@ def sweep(
             rows.append(
                 SweepRow(
                     scheduler=name,
+                    spacing=spacing,
                     solver_steps=solver_steps,
                     guidance=guidance,
                     step_p50_ms=float(np.percentile(learned.seconds, 50) * 1e3),
@@ -126,12 +156,14 @@ def sweep(
 def sweep_report(rows: list[SweepRow]) -> Report:
     """The sweep as a table, each setting's mIoU beside the reference setting's."""
     reference = next(
-        (r for r in rows if (r.scheduler, r.solver_steps, r.guidance) == REFERENCE), None
+        (r for r in rows if (r.scheduler, r.spacing, r.solver_steps, r.guidance) == REFERENCE),
+        None,
     )
     table = []
     for row in rows:
         entry = {
             "scheduler": row.scheduler.replace("Scheduler", ""),
+            "spacing": row.spacing,
             "solver steps": row.solver_steps,
             "guidance": row.guidance,
             "step p50 ms": row.step_p50_ms,
@@ -148,8 +180,9 @@ def sweep_report(rows: list[SweepRow]) -> Report:
         table.append(entry)
     notes = [
         "Closed-loop figures are means over the steps of the held-out episodes (constant "
-        "speed); forecast mIoU the mean over 1, 2 and 3 s. Δ: against DDIM, 10 steps, "
-        "guidance 2. DDIM with 1 step is the one-pass clean-latent mode.",
+        "speed); forecast mIoU the mean over 1, 2 and 3 s. Δ: against DDIM, leading "
+        "spacing, 10 steps, guidance 2. DDIM with 1 trailing step is the one-pass "
+        "clean-latent mode.",
     ]
     return Report(
         "eval:sweep", "Sampler sweep: fidelity and step time", list(table[0]), table, notes=notes
