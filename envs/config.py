@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from occsim.sampler_defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_SOLVER_STEPS
+from occsim.sampler_defaults import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SOLVER_STEPS,
+    DEFAULT_TIMESTEP_SPACING,
+    TIMESTEP_SPACINGS,
+)
 from occsim.validation import check_float, check_int
 
 OBSERVATION_KEYS = ("occupancy", "ego", "bev")
@@ -62,6 +67,8 @@ class OccEnvConfig:
         scene_memory: the learned world keeps what it has seen (a persistent memory of
             static structure; generated road users only where they are plausible objects).
         scheduler: diffusers scheduler class name used for sampling.
+        timestep_spacing: which timesteps its solver steps take (see
+            :mod:`occsim.sampler_defaults`).
         device: torch device of the learned world.
         dtype: torch dtype name of the learned world.
     """
@@ -76,6 +83,7 @@ class OccEnvConfig:
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE
     scene_memory: bool = True
     scheduler: str = "DDIMScheduler"
+    timestep_spacing: str = DEFAULT_TIMESTEP_SPACING
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -106,6 +114,10 @@ class OccEnvConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise TypeError(f"{name} must be a non-empty name, got {value!r}")
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(
+                f"timestep_spacing {self.timestep_spacing!r} is not one of {TIMESTEP_SPACINGS}"
+            )
 
     def _check_observation_keys(self) -> None:
         keys = self.observation_keys

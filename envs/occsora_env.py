@@ -176,7 +176,11 @@ class OccSoraEnv(OccEnv):
         config = OccEnvConfig.from_kwargs(config, **kwargs)
         if pipeline is None:
             pipeline = load_world_model(
-                config.pipeline_path, config.scheduler, config.device, config.dtype
+                config.pipeline_path,
+                config.scheduler,
+                config.device,
+                config.dtype,
+                config.timestep_spacing,
             )
         backend = LearnedBackend(config, world_config, pipeline)
         super().__init__(backend, config, render_mode)

@@ -47,7 +47,11 @@ class OccSoraVectorEnv(VectorEnv):
         config = OccEnvConfig.from_kwargs(config, **kwargs)
         if pipeline is None:
             pipeline = load_world_model(
-                config.pipeline_path, config.scheduler, config.device, config.dtype
+                config.pipeline_path,
+                config.scheduler,
+                config.device,
+                config.dtype,
+                config.timestep_spacing,
             )
         self.envs = [
             OccSoraEnv(config, render_mode, world_config, pipeline) for _ in range(num_envs)

@@ -8,7 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from occsim.cli_types import at_least
-from occsim.sampler_defaults import DEFAULT_SOLVER_STEPS
+from occsim.sampler_defaults import (
+    DEFAULT_SOLVER_STEPS,
+    DEFAULT_TIMESTEP_SPACING,
+    TIMESTEP_SPACINGS,
+)
 
 
 def _data_procedural(args: argparse.Namespace) -> None:
@@ -73,6 +77,7 @@ def _drive(args: argparse.Namespace) -> None:
         if args.pipeline:
             env_kwargs["pipeline_path"] = str(args.pipeline)
         env_kwargs["num_inference_steps"] = args.solver_steps
+        env_kwargs["timestep_spacing"] = args.timestep_spacing
     if args.headless:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = make_env(args.world, **env_kwargs)
@@ -160,6 +165,12 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     drive.add_argument("--steps", type=at_least(1), default=10, help="headless steps")
     drive.add_argument(
         "--solver-steps", type=at_least(1), default=DEFAULT_SOLVER_STEPS, help="denoising steps"
+    )
+    drive.add_argument(
+        "--timestep-spacing",
+        choices=TIMESTEP_SPACINGS,
+        default=DEFAULT_TIMESTEP_SPACING,
+        help="which timesteps the solver steps take",
     )
     drive.add_argument("--out", type=Path, default=Path("outputs/drive"), help="headless output")
     drive.add_argument("--3d", dest="three_d", action="store_true", help="open3d view too")

@@ -113,6 +113,8 @@ class ClassMask:
     200 x 200 x 16 frame, which every step masks several times."""
 
     def __init__(self, classes: tuple[int, ...]) -> None:
+        if any(not 0 <= int(cls) <= 255 for cls in classes):
+            raise ValueError(f"class ids must lie in 0..255, got {classes!r}")
         self.table = class_lookup(classes)
         runs: list[list[int]] = []
         for cls in sorted(set(classes)):
@@ -124,6 +126,7 @@ class ClassMask:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         frame = np.asarray(frame)
+        # Each run is two passes over the frame; beyond three the table's one pass wins.
         if frame.dtype != np.uint8 or not self.runs or len(self.runs) > 3:
             return self.table[frame]
         masks = (np.subtract(frame, start, dtype=np.uint8) < length for start, length in self.runs)

@@ -26,15 +26,21 @@ def nearest_set_cell(
     cell."""
     mask = np.asarray(mask, dtype=bool)
     qx, qy = np.asarray(qx, dtype=np.int64), np.asarray(qy, dtype=np.int64)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (X, Y) array, got shape {mask.shape}")
+    if qx.ndim != 1 or qx.shape != qy.shape:
+        raise ValueError(f"qx and qy must be 1-D and of one length, got {qx.shape}, {qy.shape}")
+    nx, ny = mask.shape
+    if qx.size and (qx.min() < 0 or qy.min() < 0 or qx.max() >= nx or qy.max() >= ny):
+        raise ValueError(f"query cells must lie in the {nx} x {ny} mask")
     if not mask.any():
         raise ValueError("mask has no set cell to be nearest to")
     if qx.size == 0:
         return qx.copy(), qy.copy()
-    nx, ny = mask.shape
     lo = np.array([max(qx.min() - margin, 0), max(qy.min() - margin, 0)])
     hi = np.array([min(qx.max() + margin + 1, nx), min(qy.max() + margin + 1, ny)])
     crop = mask[lo[0] : hi[0], lo[1] : hi[1]]
-    if crop.any() and (lo > 0).any() | (hi < (nx, ny)).any():
+    if crop.any() and ((lo > 0).any() or (hi < (nx, ny)).any()):
         distance, (cx, cy) = distance_transform_edt(~crop, return_indices=True)
         d = distance[qx - lo[0], qy - lo[1]]
         # A cell beyond a cut side lies at least this far from the query (inf: not cut).
@@ -50,4 +56,4 @@ def nearest_set_cell(
         if (d < beyond).all():
             return cx[qx - lo[0], qy - lo[1]] + lo[0], cy[qx - lo[0], qy - lo[1]] + lo[1]
     sx, sy = distance_transform_edt(~mask, return_distances=False, return_indices=True)
-    return sx[qx, qy], sy[qx, qy]
+    return sx[qx, qy].astype(np.int64), sy[qx, qy].astype(np.int64)

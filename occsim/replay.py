@@ -23,7 +23,8 @@ from occsim.validation import check_int, check_real_array
 
 # The only envs a record may name: gymnasium would import the module of a `module:Env-v0`
 # id, so ids are never looked up in the open registry.
-REPLAYABLE_ENV_IDS = ("occsim/OccSora-v0", "occsim/Procedural-v0")
+LEARNED_ENV_ID = "occsim/OccSora-v0"
+REPLAYABLE_ENV_IDS = (LEARNED_ENV_ID, "occsim/Procedural-v0")
 # Env arguments a JSON record may hold besides OccEnvConfig's fields (JSON null only).
 NULL_ONLY_KWARGS = ("world_config", "render_mode")
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
@@ -126,7 +127,12 @@ def replay(path: str | Path, **env_overrides: Any) -> dict[str, Any]:
     record = EpisodeRecord.load(path)
     if not record.actions:
         raise ValueError(f"{path} records no steps: there is nothing to replay")
-    env = gym.make(record.env_id, **{**record.env_kwargs, **env_overrides})
+    env_kwargs = dict(record.env_kwargs)
+    if record.env_id == LEARNED_ENV_ID:
+        # Records made before the spacing was an option sampled with the bundled training
+        # scheduler's "leading" spacing.
+        env_kwargs.setdefault("timestep_spacing", "leading")
+    env = gym.make(record.env_id, **{**env_kwargs, **env_overrides})
     try:
         env.reset(seed=record.seed)
         for step, (action, digest) in enumerate(zip(record.actions, record.digests)):

@@ -8,10 +8,10 @@ clean-latent mode. Chosen at the knee of ``occsim eval sweep`` on the bundled mo
 steps, no learned-only termination, at a quarter of the DiT passes of 4 steps.
 
 ``timestep_spacing`` is the diffusers schedulers' choice of the solver steps' timesteps:
-``"leading"`` (the bundled training scheduler's) starts a 4-step DDIM at t=750 and a 1-step
-one at t=0, where the DiT is told that pure noise is almost clean; ``"trailing"`` starts at
-t=999 whatever the number of steps (Lin et al., 2024, "Common Diffusion Noise Schedules and
-Sample Steps are Flawed").
+``"leading"`` (diffusers' default, and the bundled scheduler's until the sweep chose
+trailing) starts a 4-step DDIM at t=750 and a 1-step one at t=0, where the DiT is told that
+pure noise is almost clean; ``"trailing"`` starts at t=999 whatever the number of steps
+(Lin et al., 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed").
 """
 
 DEFAULT_SOLVER_STEPS: int = 1

@@ -191,8 +191,10 @@ class SceneMemory:
         tiles = cells // self.tile_cells
         cells -= tiles * self.tile_cells  # within its tile
         # Slot of each tile the view crosses (0: not held), from a table over their span.
-        first = tiles[self._corners].min(axis=0)
-        span = tiles[self._corners].max(axis=0) + 1 - first
+        # A cell's coordinates rise or fall steadily along the view's rows and columns, so
+        # the corners bound them; a tile of slack covers float rounding between the two.
+        first = tiles[self._corners].min(axis=0) - 1
+        span = tiles[self._corners].max(axis=0) + 2 - first
         table = np.zeros(span, dtype=np.int64)
         for key, slot in self._slots.items():
             tx, ty = key[0] - first[0], key[1] - first[1]

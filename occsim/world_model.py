@@ -366,11 +366,13 @@ class WorldModelRollout:
         return frames.cpu().numpy()
 
 
-def starts_at_clean_timestep(scheduler, num_inference_steps: int) -> bool:
+def starts_at_clean_timestep(scheduler: SchedulerMixin, num_inference_steps: int) -> bool:
     """Whether ``num_inference_steps`` solver steps of the diffusers ``scheduler`` begin at
-    t=0 (one ``"leading"`` step does), where a DiT reads pure noise as a clean latent."""
+    its first timestep (t=0, or ``steps_offset``; one ``"leading"`` step does), where a DiT
+    reads pure noise as a clean latent. (Sets the scheduler's timesteps, as every pipeline
+    call does first.)"""
     scheduler.set_timesteps(num_inference_steps)
-    return int(scheduler.timesteps[0]) == 0
+    return int(scheduler.timesteps[0]) <= int(scheduler.config.get("steps_offset", 0))
 
 
 def _check_starts_from_noise(pipe: OccSoraPipeline, num_inference_steps: int) -> None:

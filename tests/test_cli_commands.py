@@ -104,6 +104,7 @@ def test_eval_forecast_scores_each_horizon(forecast):
         assert 0.0 <= row["IoU"] <= 100.0 and 0.0 <= row["mIoU"] <= 100.0
     meta = report["meta"]
     assert (meta["data"], meta["clips"], meta["scene_memory"]) == ("procedural", 1, True)
+    assert meta["timestep_spacing"] == "trailing"  # which sampler made the figures
     assert_printed(report, printed)
 
 
@@ -369,6 +370,35 @@ def test_drive_headless_on_the_tiny_learned_world_replays(model_path, tmp_path):
     chosen = np.linspace(0, steps * OccEnvConfig().frames_per_step - 1, 3).astype(int)
     assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:03d}.png" for i in chosen]
     assert "every frame identical" in run("replay", str(out / "episode.json"))
+    assert record.env_kwargs["timestep_spacing"] == "trailing"
+    # A record without a spacing predates the option: it replays with the "leading" spacing
+    # it was made with.
+    old = tmp_path / "old"
+    argv = ["drive", "--headless", "--world", "learned", "--pipeline", str(model_path)]
+    run(
+        *argv,
+        "--steps",
+        "1",
+        "--solver-steps",
+        "2",
+        "--timestep-spacing",
+        "leading",
+        "--agent",
+        "constant",
+        "--seed",
+        "3",
+        "--out",
+        str(old),
+    )
+    record = EpisodeRecord.load(old / "episode.json")
+    del record.env_kwargs["timestep_spacing"]
+    record.save(old / "episode.json")
+    assert "every frame identical" in run("replay", str(old / "episode.json"))
+    # The same record replayed with one trailing step diverges at once.
+    record.env_kwargs.update(timestep_spacing="trailing", num_inference_steps=1)
+    record.save(old / "episode.json")
+    with pytest.raises(AssertionError, match="step 0"):
+        run("replay", str(old / "episode.json"))
 
 
 OUTPUT_OPTION = {
@@ -421,6 +451,12 @@ def test_a_folder_without_a_model_is_named(command, tmp_path):
             ValueError,
             "scheduler 'NoScheduler' is not a diffusers scheduler class",
             id="sweep-scheduler",
+        ),
+        pytest.param(
+            ["eval", "closed-loop", "--timestep-spacing", "leading"],
+            SystemExit,
+            "--solver-steps 1 with --timestep-spacing leading starts at t=0",
+            id="closed-loop-first-step-at-zero",
         ),
         pytest.param(
             ["drive", "--headless", "--agent", "bogus"],

@@ -122,6 +122,15 @@ def test_class_mask_equals_the_lookup_table(classes):
     assert np.array_equal(mask(frame.astype(np.int64)), class_lookup(classes)[frame])
 
 
+def test_class_mask_refuses_ids_a_uint8_frame_cannot_hold():
+    from occsim.labels import ClassMask
+
+    with pytest.raises(ValueError, match="class ids must lie in 0..255"):
+        ClassMask((-1, 4))
+    with pytest.raises(ValueError, match="class ids must lie in 0..255"):
+        ClassMask((4, 256))
+
+
 def test_nearest_set_cell_equals_the_whole_view_transform(monkeypatch):
     from scipy.ndimage import distance_transform_edt
 
@@ -154,3 +163,11 @@ def test_nearest_set_cell_equals_the_whole_view_transform(monkeypatch):
     assert [a.size for a in nearest_cell.nearest_set_cell(mask, empty, empty)] == [0, 0]
     with pytest.raises(ValueError, match="no set cell"):
         nearest_cell.nearest_set_cell(np.zeros((5, 5), bool), np.array([1]), np.array([1]))
+    one = np.eye(5, dtype=bool)
+    with pytest.raises(ValueError, match="2-D"):
+        nearest_cell.nearest_set_cell(one[None], np.array([1]), np.array([1]))
+    with pytest.raises(ValueError, match="one length"):
+        nearest_cell.nearest_set_cell(one, np.array([1, 2]), np.array([1]))
+    for qx, qy in ((-1, 0), (0, 5)):
+        with pytest.raises(ValueError, match="lie in the 5 x 5 mask"):
+            nearest_cell.nearest_set_cell(one, np.array([qx]), np.array([qy]))

@@ -95,7 +95,8 @@ def test_memory_stays_bounded_and_evicts_what_lies_behind():
     bound = int(np.ceil(2 * 80 / tile + 1) * np.ceil(2 * 40 / tile + 1))
     assert max(sizes) <= bound and sizes[-1] == sizes[50]
     # Evicted tiles' storage is reused: the pool stops growing once the first tiles fill
-    # it, at most twice the tiles held (it doubles) plus the all-unknown tile.
+    # it. It doubles when full, so it holds at most twice the most tiles held at once
+    # (during an insert, before its eviction) plus the all-unknown tile.
     tile_bytes = memory.tile_cells**2 * OCC3D_GRID.shape[2]
     assert allocated[-1] == allocated[20] <= (2 * max(sizes) + 1) * tile_bytes
     # Back at the start, everything was evicted: nothing is known.
@@ -473,3 +474,39 @@ def test_the_roads_direction_is_read_along_a_road_and_not_in_a_junction():
     crossing = (np.abs(x) < 3.0) | (np.abs(y) < 3.0)  # two roads meet: no one direction
     assert _road_direction(crossing, np.zeros(3), np.zeros(2), OCC3D_GRID) is None
     assert _road_direction(np.zeros(shape, bool), np.zeros(3), np.zeros(2), OCC3D_GRID) is None
+
+
+def test_a_view_reads_each_column_from_the_tile_that_holds_its_cell():
+    """``project`` (one gather from the tile pool) against a plain reading of the cell under
+    each view column, through tile boundaries, negative coordinates, eviction and clear."""
+    from occsim.geometry import local_to_world
+
+    rng = np.random.default_rng(3)
+    memory = SceneMemory(tile_cells=16, radius=30.0)
+
+    def reference(pose):
+        centres = OCC3D_GRID.bev_centers().reshape(-1, 2)
+        cells = np.floor(local_to_world(centres, pose[:2], pose[2]) / memory.cell_size)
+        out = np.full((len(centres), OCC3D_GRID.shape[2]), UNKNOWN, np.uint8)
+        for i, (cx, cy) in enumerate(cells.astype(int)):
+            slot = memory._slots.get((cx // 16, cy // 16))
+            if slot is not None:
+                out[i] = memory._pool[slot][cx % 16, cy % 16]
+        return out.reshape(OCC3D_GRID.shape)
+
+    poses = [(-7.3, -12.1, 0.0), (3.0, -4.0, np.pi / 2), (-20.0, 9.5, 2.3), (5.0, 5.0, -0.7)]
+    for k, pose in enumerate(np.array(poses)):
+        frame = rng.integers(0, 18, OCC3D_GRID.shape, dtype=np.uint8)
+        memory.insert(frame, pose, only_unknown=bool(k % 2))
+        for probe in (pose, pose + np.array([6.1, -3.3, 0.4])):
+            assert np.array_equal(memory.project(probe), reference(probe))
+    memory.clear()
+    assert (memory.project(np.zeros(3)) == UNKNOWN).all()  # a cleared slot reads nothing
+    pose = np.array([1.0, 2.0, 0.3])
+    memory.insert(street(), pose)
+    assert np.array_equal(memory.project(pose), reference(pose))
+    # Reused slots hold nothing of the cleared episode: the same as a fresh memory.
+    fresh = SceneMemory(tile_cells=16, radius=30.0)
+    fresh.insert(street(), pose)
+    for probe in (pose, pose + np.array([25.0, -10.0, 1.0])):
+        assert np.array_equal(memory.project(probe), fresh.project(probe))

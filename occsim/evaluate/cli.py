@@ -30,13 +30,24 @@ def _dataset(args: argparse.Namespace, clip_len: int):
 
 
 def _pipeline(args: argparse.Namespace):
-    from occsim.world_model import load_world_model
+    from occsim.world_model import load_world_model, starts_at_clean_timestep
 
-    return load_world_model(args.pipeline, timestep_spacing=args.timestep_spacing)
+    pipe = load_world_model(args.pipeline, timestep_spacing=args.timestep_spacing)
+    sweeping = getattr(args, "eval_command", None) == "sweep"  # --spacings instead
+    if not sweeping and starts_at_clean_timestep(pipe.scheduler, args.solver_steps):
+        raise SystemExit(
+            f"--solver-steps {args.solver_steps} with --timestep-spacing {args.timestep_spacing} "
+            "starts at t=0, where the DiT reads pure noise as a clean latent: use "
+            "--timestep-spacing trailing or more solver steps"
+        )
+    return pipe
 
 
 def _finish(report, args: argparse.Namespace) -> None:
     report.meta["command"] = "occsim " + shlex.join(sys.argv[1:])
+    spacing = getattr(args, "timestep_spacing", None)  # road-users samples nothing
+    if spacing and getattr(args, "eval_command", None) != "sweep":  # a sweep's rows say theirs
+        report.meta.setdefault("timestep_spacing", spacing)
     print(report.markdown())
     if args.json:
         report.save_json(args.json)
@@ -340,7 +351,7 @@ def _common(
         "--timestep-spacing",
         choices=TIMESTEP_SPACINGS,
         default=DEFAULT_TIMESTEP_SPACING,
-        help="which timesteps the solver steps take",
+        help="which timesteps the solver steps take (sweep: --spacings)",
     )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--benchmarks", type=Path, help="splice the table into this markdown")
@@ -391,8 +402,8 @@ def add_commands(commands) -> None:
             parser.add_argument(
                 "--spacings",
                 type=choices_list(TIMESTEP_SPACINGS),
-                default="leading,trailing",
-                help="timestep spacings to sweep",
+                default="trailing",
+                help="timestep spacings to sweep (leading,trailing: both)",
             )
         if name == "recon":
             parser.add_argument(

@@ -36,6 +36,7 @@ BAD_CONFIG = {
     "guidance_scale": [np.nan, np.inf, -1.0, 101.0, "2", None],
     "scene_memory": [1, "yes", None],
     "scheduler": ["", 5, None],
+    "timestep_spacing": ["late", "", None],
     "device": ["", None],
     "dtype": ["", 3],
 }
@@ -66,6 +67,7 @@ LOADER = {
     "dtype unknown": dict(dtype="float99"),
     "scheduler not a scheduler": dict(scheduler="DiffusionPipeline"),
     "scheduler unknown": dict(scheduler="os"),
+    "spacing unknown": dict(timestep_spacing="late"),
     "device unknown": dict(device="gpu:x"),
 }
 
