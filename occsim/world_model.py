@@ -352,6 +352,7 @@ class WorldModelRollout:
         poses = np.asarray(poses, dtype=np.float64)
         count = len(poses)
         trajectories = np.stack([self.window_trajectory(p) for p in poses])
+        _check_starts_from_noise(self._pipe, self.num_inference_steps)
         context = self._require_started().expand(count, -1, -1, -1, -1)
         out = self._pipe(
             trajectories[:, :, :2],
@@ -398,6 +399,7 @@ def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray])
     settings = (first._pipe, first.num_inference_steps, first.guidance_scale)
     if any((r._pipe, r.num_inference_steps, r.guidance_scale) != settings for r in rollouts):
         raise ValueError("rollouts proposed together must share a pipeline and its settings")
+    _check_starts_from_noise(first._pipe, first.num_inference_steps)  # its scheduler may change
     new_poses = [_poses(p, r.frames_per_step, "poses") for r, p in zip(rollouts, poses)]
     trajectories = [r.window_trajectory(p) for r, p in zip(rollouts, new_poses)]
     views = [r._memory_views(p) for r, p in zip(rollouts, new_poses)]

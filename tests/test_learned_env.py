@@ -416,6 +416,13 @@ def test_one_leading_solver_step_is_refused_one_trailing_step_samples(tiny_pipel
     with pytest.raises(ValueError, match="start at t=0.*timestep_spacing='trailing'"):
         WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=1)
     WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=2)  # 500, then 0
+    # A scheduler swapped under a running rollout is checked when the next window is proposed.
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    rollout = WorldModelRollout(pipe, frames_per_step=4, num_inference_steps=1)
+    rollout.start(np.zeros((4, 200, 200, 16), np.uint8), np.zeros((4, 3)), torch.Generator())
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="leading")
+    with pytest.raises(ValueError, match="start at t=0"):
+        rollout.propose(np.zeros((4, 3)))
     settings = [
         ("DDIMScheduler", "leading", 1, 1.0),
         ("DDIMScheduler", "trailing", 1, 1.0),
