@@ -64,6 +64,22 @@ class OccSoraPipelineOutput:
     latents: torch.Tensor
 
 
+def first_step_error(scheduler: SchedulerMixin, num_inference_steps: int) -> str | None:
+    """Why ``num_inference_steps`` solver steps of the diffusers ``scheduler`` cannot start
+    from pure noise, or ``None`` when they can: their first step is at its first timestep
+    (t=0, or ``steps_offset``; one ``"leading"`` step is), where a DiT reads pure noise as a
+    clean latent. (Sets the scheduler's timesteps, as every pipeline call does first.)"""
+    scheduler.set_timesteps(num_inference_steps)
+    if int(scheduler.timesteps[0]) > int(scheduler.config.get("steps_offset", 0)):
+        return None
+    spacing = scheduler.config.get("timestep_spacing")
+    return (
+        f"{num_inference_steps} solver step(s) with timestep_spacing {spacing!r} start at "
+        "t=0, where the DiT reads pure noise as a clean latent; use "
+        "timestep_spacing='trailing' (load_world_model's default) or more steps"
+    )
+
+
 class OccSoraPipeline(DiffusionPipeline):
     """Tokenizer + DiT + scheduler, saved and loaded as one folder.
 
@@ -294,6 +310,9 @@ class OccSoraPipeline(DiffusionPipeline):
         clean = None if context is None else self.normalize(context.to(device, dtype))
         memory = self._memory_input(memory, batch, num_context, device, dtype)
         new_space = self._new_space_input(new_space, batch, num_context, device, dtype)
+        first_is_clean = int(timesteps[0]) <= int(self.scheduler.config.get("steps_offset", 0))
+        if strength >= 1.0 and first_is_clean:  # pure noise read as a clean latent
+            raise ValueError(first_step_error(self.scheduler, num_inference_steps))
         context_mask = torch.zeros(batch, config.latent_frames, dtype=torch.bool, device=device)
         context_mask[:, :num_context] = True
         guided = guidance_scale != 1.0

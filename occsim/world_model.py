@@ -24,7 +24,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from occsim.geometry import poses_to_trajectory
 from occsim.ground_prior import ground_prior
 from occsim.memory_condition import memory_condition
-from occsim.pipeline import OccSoraPipeline
+from occsim.pipeline import OccSoraPipeline, first_step_error
 from occsim.road_user_tracks import RoadUserTracks
 from occsim.road_users import keep_road_users
 from occsim.sampler_defaults import (
@@ -161,7 +161,10 @@ class WorldModelRollout:
         self.window_frames = pipe.transformer.config.trajectory_length
         self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps", 1)
         self.guidance_scale = check_float(guidance_scale, "guidance_scale", 0.0)
-        _check_starts_from_noise(pipe, self.num_inference_steps)
+        # Fail at construction, not at the first step (the pipeline refuses it then too).
+        error = first_step_error(pipe.scheduler, self.num_inference_steps)
+        if error:
+            raise ValueError(error)
         self._pipe = pipe
         self._latents: torch.Tensor | None = None
         self._poses = np.zeros((0, 3))
@@ -352,7 +355,6 @@ class WorldModelRollout:
         poses = np.asarray(poses, dtype=np.float64)
         count = len(poses)
         trajectories = np.stack([self.window_trajectory(p) for p in poses])
-        _check_starts_from_noise(self._pipe, self.num_inference_steps)
         context = self._require_started().expand(count, -1, -1, -1, -1)
         out = self._pipe(
             trajectories[:, :, :2],
@@ -367,27 +369,6 @@ class WorldModelRollout:
         return frames.cpu().numpy()
 
 
-def starts_at_clean_timestep(scheduler: SchedulerMixin, num_inference_steps: int) -> bool:
-    """Whether ``num_inference_steps`` solver steps of the diffusers ``scheduler`` begin at
-    its first timestep (t=0, or ``steps_offset``; one ``"leading"`` step does), where a DiT
-    reads pure noise as a clean latent. (Sets the scheduler's timesteps, as every pipeline
-    call does first.)"""
-    scheduler.set_timesteps(num_inference_steps)
-    return int(scheduler.timesteps[0]) <= int(scheduler.config.get("steps_offset", 0))
-
-
-def _check_starts_from_noise(pipe: OccSoraPipeline, num_inference_steps: int) -> None:
-    """A window starts from pure noise, so its first solver step must not be at t=0."""
-    scheduler = pipe.scheduler
-    if starts_at_clean_timestep(scheduler, num_inference_steps):
-        spacing = scheduler.config.get("timestep_spacing")
-        raise ValueError(
-            f"{num_inference_steps} solver step(s) with timestep_spacing {spacing!r} start "
-            "at t=0, where the DiT reads pure noise as a clean latent; use "
-            "timestep_spacing='trailing' (load_world_model's default) or more steps"
-        )
-
-
 @torch.no_grad()
 def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray]) -> list[Window]:
     """One batched denoising loop proposing the next window of each rollout to its new world
@@ -399,7 +380,6 @@ def propose_together(rollouts: list[WorldModelRollout], poses: list[np.ndarray])
     settings = (first._pipe, first.num_inference_steps, first.guidance_scale)
     if any((r._pipe, r.num_inference_steps, r.guidance_scale) != settings for r in rollouts):
         raise ValueError("rollouts proposed together must share a pipeline and its settings")
-    _check_starts_from_noise(first._pipe, first.num_inference_steps)  # its scheduler may change
     new_poses = [_poses(p, r.frames_per_step, "poses") for r, p in zip(rollouts, poses)]
     trajectories = [r.window_trajectory(p) for r, p in zip(rollouts, new_poses)]
     views = [r._memory_views(p) for r, p in zip(rollouts, new_poses)]

@@ -76,7 +76,14 @@ def make_pipe(scheduler) -> OccSoraPipeline:
 
 
 def one_step_ddim() -> DDIMScheduler:
-    return DDIMScheduler(prediction_type="sample", set_alpha_to_one=True, clip_sample=False)
+    # One step from t=999 ("trailing"; one leading step at t=0 is refused) to alpha 1: the
+    # output is the model's clean-sample prediction itself.
+    return DDIMScheduler(
+        prediction_type="sample",
+        set_alpha_to_one=True,
+        clip_sample=False,
+        timestep_spacing="trailing",
+    )
 
 
 def trajectories(batch: int) -> np.ndarray:

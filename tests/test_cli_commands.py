@@ -240,6 +240,18 @@ def test_eval_sweep_rows_are_the_closed_loop_and_forecast_of_each_setting(
     assert_printed(report, printed)
 
 
+def test_eval_generate_checks_the_steps_it_samples_not_the_solver_steps_default(
+    model_path, tmp_path
+):
+    argv = ["eval", "generate", "--pipeline", str(model_path), "--clips", "2"]
+    argv += ["--strengths", "1.0", "--timestep-spacing", "leading"]
+    # Two leading steps start at t=500: they run, whatever --solver-steps (1) would do.
+    report, _ = run_report(tmp_path / "generate.json", *argv, "--steps-list", "2")
+    assert [row["solver_steps"] for row in report["rows"]] == [2]
+    with pytest.raises(SystemExit, match="--solver-steps 1 with --timestep-spacing leading"):
+        run(*argv, "--steps-list", "1")
+
+
 def test_eval_generate_scores_each_setting(model_path, tmp_path):
     steps, strengths, clips = [1], [1.0, 0.5], 2
     report, printed = run_report(

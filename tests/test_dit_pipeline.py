@@ -276,7 +276,8 @@ def test_the_memory_and_the_ground_are_taken_in_the_model_dtype_and_must_be_fini
         memory_conditioning=True,
         prior_padding="ground",
     )
-    pipe = OccSoraPipeline(tokenizer, both, DDIMScheduler(prediction_type="sample"))
+    scheduler = DDIMScheduler(prediction_type="sample", timestep_spacing="trailing")
+    pipe = OccSoraPipeline(tokenizer, both, scheduler)
     pipe.set_progress_bar_config(disable=True)
     context, trajectory = torch.randn(1, c, 1, h, w), trajectories(1)
     memory, ground = torch.rand(1, c + 1, 1, h, w), torch.randn(1, c, 1, h, w)
@@ -427,3 +428,13 @@ def test_load_world_model_takes_a_timestep_spacing(tiny_pipeline_path):
     assert pipe.scheduler.timesteps.tolist() == [500, 0]
     with pytest.raises(ValueError, match="timestep_spacing 'late' is not one of"):
         load_world_model(tiny_pipeline_path, timestep_spacing="late")
+    # The pipeline itself refuses to start from pure noise at t=0 (one leading step).
+    pipe = load_world_model(tiny_pipeline_path, timestep_spacing="leading")
+    window = np.zeros((1, pipe.transformer.config.trajectory_length, 2), np.float32)
+    with pytest.raises(ValueError, match=r"1 solver step\(s\) with timestep_spacing 'leading'"):
+        run(pipe, trajectory=window, num_inference_steps=1, output_type="latent")
+    assert (
+        run(pipe, trajectory=window, num_inference_steps=2, output_type="latent")
+        .latents.isfinite()
+        .all()
+    )

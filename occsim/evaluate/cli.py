@@ -29,17 +29,21 @@ def _dataset(args: argparse.Namespace, clip_len: int):
     )
 
 
-def _pipeline(args: argparse.Namespace):
-    from occsim.world_model import load_world_model, starts_at_clean_timestep
+def _pipeline(args: argparse.Namespace, solver_steps: list[int] | None = None):
+    """The model of ``--pipeline`` with ``--timestep-spacing``; stops the command when one
+    of the ``solver_steps`` it will sample with (default ``--solver-steps``) would start at
+    t=0 (the pipeline would refuse it mid-run)."""
+    from occsim.pipeline import first_step_error
+    from occsim.world_model import load_world_model
 
     pipe = load_world_model(args.pipeline, timestep_spacing=args.timestep_spacing)
-    sweeping = getattr(args, "eval_command", None) == "sweep"  # --spacings instead
-    if not sweeping and starts_at_clean_timestep(pipe.scheduler, args.solver_steps):
-        raise SystemExit(
-            f"--solver-steps {args.solver_steps} with --timestep-spacing {args.timestep_spacing} "
-            "starts at t=0, where the DiT reads pure noise as a clean latent: use "
-            "--timestep-spacing trailing or more solver steps"
-        )
+    for steps in [args.solver_steps] if solver_steps is None else solver_steps:
+        if first_step_error(pipe.scheduler, steps):
+            raise SystemExit(
+                f"--solver-steps {steps} with --timestep-spacing {args.timestep_spacing} "
+                "starts at t=0, where the DiT reads pure noise as a clean latent: use "
+                "--timestep-spacing trailing or more solver steps"
+            )
     return pipe
 
 
@@ -112,9 +116,9 @@ def _generate(args: argparse.Namespace) -> None:
     from occsim.evaluate.generate import evaluate_generation
     from occsim.evaluate.report import Report
 
-    pipe = _pipeline(args)
-    encoder = OccupancyFeatureNet.from_pretrained(asset_path(FD_ENCODER)).eval()
     steps = _numbers(args.steps_list, int, "--steps-list")
+    pipe = _pipeline(args, [n for n in steps if n >= 1])
+    encoder = OccupancyFeatureNet.from_pretrained(asset_path(FD_ENCODER)).eval()
     strengths = _numbers(args.strengths, float, "--strengths")
     if not steps or any(n < 1 for n in steps) or any(not 0 < r <= 1 for r in strengths):
         raise SystemExit("--steps-list needs counts >= 1 and --strengths values in (0, 1]")
@@ -215,7 +219,7 @@ def _sweep(args: argparse.Namespace) -> None:
     from occsim.evaluate.forecast import HISTORY_FRAMES, HORIZON_SECONDS
     from occsim.evaluate.sweep import runnable, sweep, sweep_report
 
-    pipe = _pipeline(args)
+    pipe = _pipeline(args, [])  # each setting's spacing: --spacings
     settings = [
         (scheduler, spacing, int(steps), float(guidance))
         for scheduler in args.schedulers.split(",")

@@ -1,14 +1,14 @@
 """``occsim eval sweep``: fidelity and step time of the learned world over sampler settings.
 
 Each setting (a diffusers scheduler, its timestep spacing and solver steps, guidance on or
-off) drives the same
-held-out episodes in closed loop (:func:`~occsim.evaluate.closed_loop.closed_loop_fidelity`:
-learned vs exact world, seen and new region, learned-only terminations) and forecasts the
-same clips (:func:`~occsim.evaluate.forecast.evaluate_forecast`); the learned env's steps
-are timed as the closed loop runs them. The DiT predicts the clean latent, so DDIM with one
-step and ``"trailing"`` spacing is the one-pass clean-latent mode: one forward pass from
-noise at the last training timestep, its prediction kept (``"leading"`` spacing would ask
-it at t=0, as if the noise were clean).
+off) drives the same held-out episodes in closed loop
+(:func:`~occsim.evaluate.closed_loop.closed_loop_fidelity`: learned vs exact world, seen and
+new region, learned-only terminations) and forecasts the same clips
+(:func:`~occsim.evaluate.forecast.evaluate_forecast`); the learned env's steps are timed as
+the closed loop runs them. The DiT predicts the clean latent, so DDIM with one step and
+``"trailing"`` spacing is the one-pass clean-latent mode: one forward pass from noise at the
+last training timestep, its prediction kept (``"leading"`` spacing would ask it at t=0, as
+if the noise were clean).
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import numpy as np
 from occsim.evaluate.closed_loop import closed_loop_fidelity
 from occsim.evaluate.forecast import evaluate_forecast
 from occsim.evaluate.report import Report
-from occsim.pipeline import OccSoraPipeline
-from occsim.world_model import starts_at_clean_timestep
+from occsim.pipeline import OccSoraPipeline, first_step_error
 
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 SOLVER_STEPS = (1, 2, 4, 10)
 GUIDANCE = (1.0, 2.0)
-SPACINGS = ("leading", "trailing")
 # The setting the others are compared with: 10 guided DDIM steps, leading where that ran.
 REFERENCES = (("DDIMScheduler", "leading", 10, 2.0), ("DDIMScheduler", "trailing", 10, 2.0))
 
@@ -90,8 +88,8 @@ def runnable(
             name, spacing, solver_steps, _ = setting
             pipe.scheduler = original  # each setting built from the pipeline's own config
             with_scheduler(pipe, name, spacing)
-            clean = starts_at_clean_timestep(pipe.scheduler, solver_steps)
-            (refused if clean else ok).append(setting)
+            error = first_step_error(pipe.scheduler, solver_steps)
+            (refused if error else ok).append(setting)
     finally:
         pipe.scheduler = original
     return ok, refused
@@ -114,9 +112,8 @@ def sweep(
     progress: bool = False,
 ) -> list[SweepRow]:
     """One :class:`SweepRow` per ``(scheduler, spacing, solver steps, guidance)`` of
-    ``settings``;
-    ``make_learned(num_inference_steps, guidance_scale)`` builds the learned env on
-    ``pipe``, whose scheduler is swapped per setting (and restored at the end)."""
+    ``settings``; ``make_learned(num_inference_steps, guidance_scale)`` builds the learned
+    env on ``pipe``, whose scheduler is swapped per setting (and restored at the end)."""
     original = pipe.scheduler
     rows = []
     try:
