@@ -29,6 +29,11 @@ from occsim.labels import (
 )
 
 UNKNOWN: int = 255  # a voxel the memory knows nothing about
+NO_SAMPLE: int = 255  # sample rank of a cell no real frame has written
+# A cell's sample rank: the squared distance between its centre and the voxel centre it
+# sampled (in voxels^2, at most 0.5, in steps of 1/250), doubled, plus one where that voxel
+# centre lies outside the cell (of two samples as near, the one inside the cell is its own).
+_RANK_STEPS = 250
 
 
 _DYNAMIC = class_lookup(DYNAMIC_CLASSES)
@@ -67,6 +72,10 @@ class SceneMemory:
         # Tiles live in one pool, slot 0 an all-unknown tile that is never written: a view
         # is then one gather over slot, row and column, whatever tiles it crosses.
         self._pool = np.full((1, tile_cells, tile_cells, grid.shape[2]), UNKNOWN, np.uint8)
+        # Per cell, the rank of the sample it holds (how far from its centre lay the voxel
+        # centre it was read from): a nearer sample is a truer one, a farther one never
+        # replaces it.
+        self._rank = np.full((1, tile_cells, tile_cells), NO_SAMPLE, np.uint8)
         self._slots: dict[tuple[int, int], int] = {}
         self._free: list[int] = []
         self._centres = grid.bev_centers().reshape(-1, 2)
@@ -83,7 +92,7 @@ class SceneMemory:
     def nbytes(self) -> int:
         """Bytes of voxel storage allocated: the tiles held, slots freed by eviction for
         the next tiles, and the all-unknown tile."""
-        return self._pool.nbytes
+        return self._pool.nbytes + self._rank.nbytes
 
     def tile_keys(self) -> Iterator[tuple[int, int]]:
         """Indices ``(tx, ty)`` of the tiles held."""
@@ -94,16 +103,18 @@ class SceneMemory:
         self._free.extend(self._slots.values())
         self._slots.clear()
 
-    def _new_tile(self, key: tuple[int, int]) -> np.ndarray:
+    def _new_tile(self, key: tuple[int, int]) -> int:
         """A slot for tile ``key``, all unknown: a freed one, else a pool twice as large."""
         if not self._free:
             grown = len(self._pool)
             self._pool = np.concatenate([self._pool, np.full_like(self._pool, UNKNOWN)])
+            self._rank = np.concatenate([self._rank, np.full_like(self._rank, NO_SAMPLE)])
             self._free.extend(range(2 * grown - 1, grown - 1, -1))
         slot = self._free.pop()
         self._pool[slot] = UNKNOWN
+        self._rank[slot] = NO_SAMPLE
         self._slots[key] = slot
-        return self._pool[slot]
+        return slot
 
     # ------------------------------------------------------------------ geometry
     def _cells_of(self, world_xy: np.ndarray) -> np.ndarray:
@@ -135,8 +146,10 @@ class SceneMemory:
         ax = (np.arange(low[0], high[0]) + 0.5) * self.cell_size - pose[0]
         ay = (np.arange(low[1], high[1]) + 0.5) * self.cell_size - pose[1]
         voxel, lower = self.grid.voxel_size, self.grid.lower
-        ix = np.floor(((c * ax)[:, None] + (si * ay)[None, :] - lower[0]) / voxel).astype(np.int64)
-        iy = np.floor(((-si * ax)[:, None] + (c * ay)[None, :] - lower[1]) / voxel).astype(np.int64)
+        u = ((c * ax)[:, None] + (si * ay)[None, :] - lower[0]) / voxel
+        v = ((-si * ax)[:, None] + (c * ay)[None, :] - lower[1]) / voxel
+        ix, iy = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+        rank = None if only_unknown else self._sample_rank(ix + 0.5 - u, iy + 0.5 - v, c, si)
         nx, ny = self.grid.shape[:2]
         inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         for tile in self._tiles_between(low, high):
@@ -149,11 +162,12 @@ class SceneMemory:
             if not mask.any():
                 continue
             slot = self._slots.get(tile)
-            storage = self._new_tile(tile) if slot is None else self._pool[slot]
-            region = storage[
-                first[0] - origin[0] : last[0] - origin[0],
-                first[1] - origin[1] : last[1] - origin[1],
-            ]
+            slot = self._new_tile(tile) if slot is None else slot
+            within = (
+                slice(first[0] - origin[0], last[0] - origin[0]),
+                slice(first[1] - origin[1], last[1] - origin[1]),
+            )
+            region = self._pool[slot][within]
             if only_unknown:
                 # Only columns with a voxel the memory does not know can change (most of a
                 # generated frame's view is known): the rest are neither read nor written.
@@ -161,9 +175,30 @@ class SceneMemory:
             mi, mj = np.nonzero(mask)
             old = region[mi, mj]  # (n, Z)
             columns = frame[ix[rows, cols][mi, mj], iy[rows, cols][mi, mj]]
-            keep = _DYNAMIC[columns] | ((old != UNKNOWN) if only_unknown else False)
+            if only_unknown:
+                keep = _DYNAMIC[columns] | (old != UNKNOWN)
+            else:
+                # A frame's voxel grid samples the world at its voxel centres: a cell keeps
+                # the sample whose centre lay closest to its own, from whichever frame, so
+                # thin structure seen at several offsets stays as sharp as the nearest view.
+                ranks = self._rank[slot][within]
+                new = rank[rows, cols][mi, mj]
+                closer = new <= ranks[mi, mj]
+                ranks[mi, mj] = np.minimum(ranks[mi, mj], new)
+                keep = _DYNAMIC[columns] | ((old != UNKNOWN) & ~closer[:, None])
             region[mi, mj] = np.where(keep, old, columns)
         self.evict(pose)
+
+    def _sample_rank(self, du: np.ndarray, dv: np.ndarray, c: float, si: float) -> np.ndarray:
+        """Ranks (uint8, see ``_RANK_STEPS``) of cells whose sampled voxel centre lies
+        ``(du, dv)`` voxels from the cell's centre along the frame's axes, the frame turned
+        by ``(cos, sin)`` = ``(c, si)`` against the world."""
+        distance = np.floor((du**2 + dv**2) * _RANK_STEPS)
+        # The same offset in the world's axes, in cells: inside the cell within half a cell.
+        scale = self.grid.voxel_size / self.cell_size
+        wx, wy = (c * du - si * dv) * scale, (si * du + c * dv) * scale
+        outside = (wx < -0.5) | (wx >= 0.5) | (wy < -0.5) | (wy >= 0.5)
+        return (2 * distance + outside).astype(np.uint8)
 
     def _tiles_between(self, low: np.ndarray, high: np.ndarray) -> list[tuple[int, int]]:
         first, last = low // self.tile_cells, (high - 1) // self.tile_cells

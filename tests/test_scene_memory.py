@@ -510,3 +510,34 @@ def test_a_view_reads_each_column_from_the_tile_that_holds_its_cell():
     fresh.insert(street(), pose)
     for probe in (pose, pose + np.array([25.0, -10.0, 1.0])):
         assert np.array_equal(memory.project(probe), fresh.project(probe))
+
+
+def _thin_wall_frame(pose_x: float) -> np.ndarray:
+    """The frame at pose ``(pose_x, 0.05, 0)`` of a world whose only structure is a wall
+    0.2 m thin (half a voxel) at world x in [10.0, 10.2), as a renderer sampling the world
+    at voxel centres draws it: only where a voxel centre falls inside the wall."""
+    frame = np.full(OCC3D_GRID.shape, FREE_ID, dtype=np.uint8)
+    frame[:, :, G] = TERRAIN
+    centres_x = pose_x + OCC3D_GRID.lower[0] + (np.arange(OCC3D_GRID.shape[0]) + 0.5) * 0.4
+    frame[(centres_x >= 10.0) & (centres_x < 10.2), :, G + 1] = MANMADE
+    return frame
+
+
+def test_a_thin_wall_seen_at_two_offsets_keeps_the_sample_nearest_each_cell():
+    # At x = 0.25 a voxel centre (10.05) lies in the wall; at x = 0.05 the nearest centres
+    # (9.85, 10.25) miss it. Whichever frame comes last, each memory cell keeps the sample
+    # taken nearest its centre, and the view at 0.25 reads back exactly what it saw.
+    def pose(x: float) -> np.ndarray:
+        return np.array([x, 0.05, 0.0])
+
+    assert (_thin_wall_frame(0.25)[:, :, G + 1] == MANMADE).any()
+    assert not (_thin_wall_frame(0.05)[:, :, G + 1] == MANMADE).any()
+    for order in ((0.25, 0.05), (0.05, 0.25)):
+        memory = SceneMemory()
+        for x in order:
+            memory.insert(_thin_wall_frame(x), pose(x))
+        assert np.array_equal(memory.project(pose(0.25)), _thin_wall_frame(0.25)), order
+    # One frame that missed the wall cannot show it: the memory adds nothing it never saw.
+    memory = SceneMemory()
+    memory.insert(_thin_wall_frame(0.05), pose(0.05))
+    assert not (memory.project(pose(0.25)) == MANMADE).any()
