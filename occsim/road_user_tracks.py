@@ -11,8 +11,9 @@ One the real frames show turning turns on, its shape with it, for part of a junc
 quarter turn, or until it lies along the road it is turning onto; one they show slowing
 steadily brakes on to a stop (a car queueing at a junction) instead of driving through
 what it was stopping for. An object that would move into the ego's box or up against
-another object stops where it was (it yields, as the exact world's traffic does): road
-users never merge into one blob."""
+another object stops short, at its last clear place (it yields, as the exact world's
+traffic does), and drives on once the way is clear: road users never merge into one blob.
+One standing still is drawn from the nearest samples of all the real views of it."""
 
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ class RoadUser:
     turn_left: float = 0.0  # rad it may still turn before it drives straight on
     turn_seen: float = 0.0  # rad the real frames saw it turn
     turned: float = 0.0  # rad its shape has turned since it was captured
+    # Earlier real views ``(volume, lower, frame_pose)`` of an object standing still: each
+    # frame samples it at other voxel centres, and the stamp takes the nearest sample.
+    views: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
     def travel(self, seconds: float) -> np.ndarray:
         """World displacement ``(2,)`` over ``seconds``."""
@@ -264,6 +268,10 @@ class RoadUserTracks:
                     velocity = match.velocity * max(was - braking * elapsed, 0.0) / max(was, 1e-9)
                 elif observed and match.cls in STEADY_CLASSES:
                     velocity = _line_fit(history)
+                elif not observed and _waited(match, moved, elapsed):
+                    # It waited for the ego or another object: it goes on once the way is
+                    # clear (its own stop is no measurement of its speed).
+                    velocity = match.velocity
                 else:
                     weight = VELOCITY_SMOOTHING if match.measured else 1.0
                     velocity = weight * measured + (1 - weight) * match.velocity
@@ -288,6 +296,11 @@ class RoadUserTracks:
                 if np.hypot(*velocity) < STILL_SPEED:
                     velocity, braking, curvature = np.zeros(2), 0.0, 0.0
                 shape = obj if observed else match
+                views = match.views
+                if observed:
+                    still = not np.any(velocity) and not np.any(match.velocity)
+                    earlier = (*match.views, (match.volume, match.lower, match.frame_pose))
+                    views = earlier[-(REAL_INTERVALS):] if still else ()
                 current[n] = RoadUser(
                     shape.volume,
                     shape.lower,
@@ -305,6 +318,7 @@ class RoadUserTracks:
                     turn_left=turn_left,
                     turn_seen=turn_seen,
                     turned=0.0 if observed else match.turned + turned,
+                    views=views,
                 )
         self.objects = current
 
@@ -366,6 +380,13 @@ class RoadUserTracks:
                 ix, iy = here[i][0], here[i][1]
                 owner[ix, iy] = np.where(owner[ix, iy] == i, -1, owner[ix, iy])
 
+        def blocked(stamp) -> bool:
+            ix, iy, columns, standing = stamp
+            in_body = (columns[:, self.grid.ego_body_band] != EMPTY).any(axis=1)
+            return bool(np.any(self._ego_box[ix[in_body], iy[in_body]])) or _touches(
+                taken, ix[standing], iy[standing]
+            )
+
         moving = []
         for i, obj in enumerate(self.objects):
             if np.any(obj.velocity):
@@ -381,12 +402,11 @@ class RoadUserTracks:
                 if stamp is None:
                     place(i, None)  # it has left the view
                     continue
-                ix, iy, columns, standing = stamp
-                in_body = (columns[:, self.grid.ego_body_band] != EMPTY).any(axis=1)
-                if np.any(self._ego_box[ix[in_body], iy[in_body]]) or _touches(
-                    taken, ix[standing], iy[standing]
-                ):
-                    place(i, here[i])  # it would drive into the ego or a placed object
+                ix, iy, _, standing = stamp
+                if blocked(stamp):
+                    # It would drive into the ego or a placed object: it stops at the
+                    # farthest of its earlier frames' places that is clear, or where it was.
+                    place(i, self._stopped(obj, frames_ahead, pose, blocked, here[i]))
                 elif _touches(owner, ix[standing], iy[standing], other_than=i):
                     waiting.append(i)  # one in its way has not moved yet
                 else:
@@ -398,21 +418,32 @@ class RoadUserTracks:
             moving = waiting
         return out
 
+    def _stopped(self, obj: RoadUser, frames_ahead: int, pose: np.ndarray, blocked, here):
+        """The stamp of ``obj`` at the last of its places 1 .. ``frames_ahead - 1`` frames
+        on that ``blocked`` lets it take (one out of view counts as clear), else ``here``."""
+        for frames in range(frames_ahead - 1, 0, -1):
+            moved, turn = obj.motion(self.frame_period * frames)
+            stamp = self._stamp(obj, obj.offset + moved, obj.turned + turn, pose)
+            if stamp is not None and not blocked(stamp):
+                return stamp
+        return here
+
     def _stamp(self, obj: RoadUser, shift: np.ndarray, turn: float, pose: np.ndarray):
         """Target columns ``(ix, iy)``, their classes ``(n, Z)`` and whether each holds any
         of it ``(n,)``, of an object moved by a world ``shift`` and turned by ``turn`` (rad)
         about its centroid, seen from ``pose``; every target column samples the nearest
-        column of the object's volume (no holes, no growth when it turns)."""
+        column of the object's volume (no holes, no growth when it turns). One standing
+        still has several real views: each target column takes the sample whose column
+        centre lies nearest its own, a column outside a view's blob being empty there."""
         grid = self.grid
-        size = np.array(obj.volume.shape[:2])
-        corners = (
-            grid.lower[:2]
-            + np.array([[0, 0], [size[0], 0], [0, size[1]], size], dtype=np.float64)
-            * grid.voxel_size
-            + obj.lower * grid.voxel_size
-        )
+        views = ((obj.volume, obj.lower, obj.frame_pose), *obj.views)
         pivot = obj.centroid - obj.offset  # its centroid when its volume was captured
-        world = local_to_world(_to_world(corners, obj.frame_pose) - pivot, pivot, turn) + shift
+        box = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float64)
+        corners = [
+            _to_world(grid.lower[:2] + (box * volume.shape[:2] + lower) * grid.voxel_size, frame)
+            for volume, lower, frame in views
+        ]
+        world = local_to_world(np.concatenate(corners) - pivot, pivot, turn) + shift
         local = _to_local(world, pose)
         low = np.maximum(grid.metric_to_index(local.min(axis=0)), 0)
         high = np.minimum(grid.metric_to_index(local.max(axis=0)) + 1, grid.shape[:2])
@@ -422,12 +453,28 @@ class RoadUserTracks:
         ix, iy = ix.ravel(), iy.ravel()
         centres = _to_world(grid.index_to_metric(np.stack([ix, iy], axis=1)), pose) - shift
         centres = world_to_local(centres, pivot, turn) + pivot
-        source = grid.metric_to_index(_to_local(centres, obj.frame_pose)) - obj.lower
-        inside = np.all((source >= 0) & (source < size), axis=1)
-        if not inside.any():
+        columns = np.full((len(ix), grid.shape[2]), EMPTY, dtype=np.uint8)
+        nearest = np.full(len(ix), np.inf)
+        covered = np.zeros(len(ix), dtype=bool)
+        for volume, lower, frame in views:
+            metric = _to_local(centres, frame)
+            index = grid.metric_to_index(metric)
+            source = index - lower
+            inside = np.all((source >= 0) & (source < volume.shape[:2]), axis=1)
+            covered |= inside
+            if len(views) == 1:
+                columns[inside] = volume[source[inside, 0], source[inside, 1]]
+                break
+            distance = np.sum((metric - grid.index_to_metric(index)) ** 2, axis=1)
+            closer = distance < nearest
+            nearest[closer] = distance[closer]
+            columns[closer] = EMPTY
+            take = closer & inside
+            columns[take] = volume[source[take, 0], source[take, 1]]
+        if not covered.any():
             return None
-        columns = obj.volume[source[inside, 0], source[inside, 1]]
-        return ix[inside], iy[inside], columns, (columns != EMPTY).any(axis=1)
+        columns = columns[covered]
+        return ix[covered], iy[covered], columns, (columns != EMPTY).any(axis=1)
 
 
 def _associate(
@@ -436,13 +483,18 @@ def _associate(
     """Pairs ``(current index, previous index)`` of one object seen ``elapsed`` seconds
     apart: same class, about the same size, within reach of where the previous one was
     heading, assigned together so the total distance is least (a car passing a parked one
-    keeps its own track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction; an
+    keeps its own track). Reach is :data:`MAX_MATCH_DISTANCE` from the prediction (in the
+    tracks' own frames, or from where it stood, if it waited there); an
     object of a real frame not yet measured may have moved as far as its class can drive
     (a car at 12 m/s covers 6 m between two frames; it used to start again, still)."""
     expected = np.array([o.centroid + o.travel(elapsed) for o in previous])
-    distance = np.linalg.norm(
-        np.array([o.centroid for o in current])[:, None] - expected[None], axis=2
-    )
+    centroids = np.array([o.centroid for o in current])[:, None]
+    distance = np.linalg.norm(centroids - expected[None], axis=2)
+    if not observed:
+        # The tracks' own frame: an object that waited (for the ego, or another) stands
+        # where it was.
+        stood = np.linalg.norm(centroids - np.array([o.centroid for o in previous])[None], axis=2)
+        distance = np.minimum(distance, stood)
     reach = np.array(
         [
             MAX_MATCH_DISTANCE
@@ -509,6 +561,13 @@ def _road_direction(
         return None
     across = 0.5 * np.arctan2(2 * xy, xx - yy)  # the edges' normal, in the frame
     return float(across + np.pi / 2 + pose[2])
+
+
+def _waited(obj: RoadUser, moved: np.ndarray, elapsed: float) -> bool:
+    """Whether ``obj``, predicted to move on for ``elapsed`` seconds, moved by ``moved``
+    (world) less than half as far: it stood, waiting, for part of the time."""
+    expected = obj.motion(elapsed)[0]
+    return bool(np.any(expected)) and np.hypot(*moved) < 0.5 * np.hypot(*expected)
 
 
 def _heading(velocity) -> float:

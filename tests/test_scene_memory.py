@@ -17,7 +17,7 @@ from occsim.labels import (
     SIDEWALK,
     TERRAIN,
 )
-from occsim.road_user_tracks import RoadUserTracks, extract
+from occsim.road_user_tracks import EMPTY, RoadUserTracks, extract
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import UNKNOWN, SceneMemory, compose, frozen_copy, reproject
 
@@ -236,10 +236,11 @@ def test_a_car_closing_in_on_a_parked_one_waits_behind_it_instead_of_merging():
     for k in range(2):  # 2.4 m a frame (4.8 m/s) towards a car parked 7.6 m ahead of it
         frame = car_at(street(), 160, 95)
         tracks.observe(car_at(frame, 135 + 6 * k, 95), np.zeros(3))
-    # 2 s on, it would be 9.6 m further, inside the parked car: it waits where it was.
-    assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=4)) == [(141, 151), (160, 170)]
     # Half a second on, 2.4 m, it still clears the parked car by a voxel: it moves.
     assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=1)) == [(147, 157), (160, 170)]
+    # 2 s on, it would be 9.6 m further, inside the parked car: it stops at the farthest
+    # place of the frames before that is clear (not back where it was last seen).
+    assert _car_blobs(tracks.predict(np.zeros(3), frames_ahead=4)) == [(147, 157), (160, 170)]
 
 
 def test_a_queue_moves_together_whichever_car_the_tracks_list_first():
@@ -541,3 +542,47 @@ def test_a_thin_wall_seen_at_two_offsets_keeps_the_sample_nearest_each_cell():
     memory = SceneMemory()
     memory.insert(_thin_wall_frame(0.05), pose(0.05))
     assert not (memory.project(pose(0.25)) == MANMADE).any()
+
+
+def test_a_road_user_that_waited_is_matched_where_it_stood_and_drives_on():
+    tracks = RoadUserTracks()
+    for k in range(2):  # a car at 4.8 m/s, 6 voxels a frame, behind a parked one
+        tracks.observe(car_at(car_at(street(), 160, 95), 135 + 6 * k, 95), np.zeros(3))
+    # The tracks' own frame 2 s on: it stopped 1 frame on, 8.4 m short of where its
+    # velocity would have taken it (more than a prediction may miss by).
+    frame = np.where(tracks.predict(np.zeros(3), frames_ahead=4) == EMPTY, street(), CAR)
+    tracks.observe(frame.astype(np.uint8), np.zeros(3), frames_since=4)
+    car = min(tracks.objects, key=lambda o: o.centroid[0])
+    # Matched where it stood, it keeps its speed (its wait is no measurement of it).
+    assert car.measured
+    np.testing.assert_allclose(car.velocity, [4.8, 0.0], atol=0.01)
+
+
+def test_a_parked_car_seen_at_two_offsets_is_drawn_from_the_nearest_samples():
+    # A car 4.4 m long parked at world x in [10.1, 14.5): a renderer sampling at voxel
+    # centres draws 11 columns from x = 0.1 m (centres 10.1 ... 14.1 m) and from x = 0.3 m
+    # (10.3 ... 14.3 m): each frame misses part of it by where its centres fall.
+    def frame_at(x: float) -> np.ndarray:
+        frame = street()
+        centres = x + OCC3D_GRID.lower[0] + (np.arange(OCC3D_GRID.shape[0]) + 0.5) * 0.4
+        inside = np.flatnonzero((centres >= 10.1) & (centres < 14.5))
+        frame[inside[0] : inside[-1] + 1, 95:100, G : G + 4] = CAR
+        return frame
+
+    def pose(x: float) -> np.ndarray:
+        return np.array([x, 0.05, 0.0])
+
+    tracks = RoadUserTracks()
+    for x in (0.3, 0.1, 0.3, 0.1):
+        tracks.observe(frame_at(x), pose(x), observed=True)
+    (car,) = tracks.objects
+    assert not np.any(car.velocity) and len(car.views) == 3
+    # Read at either offset, the nearest samples are that offset's own frame: exact.
+    for x in (0.1, 0.3):
+        predicted = tracks.predict(pose(x), frames_ahead=1)
+        assert np.array_equal(predicted == CAR, frame_at(x) == CAR), x
+    # A car seen moving keeps one view, its last.
+    moving = RoadUserTracks()
+    for k in range(4):
+        moving.observe(car_at(street(), 120 + 6 * k, 95), np.zeros(3), observed=True)
+    assert moving.objects[0].views == ()
