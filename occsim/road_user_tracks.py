@@ -13,7 +13,8 @@ steadily brakes on to a stop (a car queueing at a junction) instead of driving t
 what it was stopping for. An object that would move into the ego's box or up against
 another object stops short, at its last clear place (it yields, as the exact world's
 traffic does), and drives on once the way is clear: road users never merge into one blob.
-One standing still is drawn from the nearest samples of all the real views of it."""
+One standing still is drawn from the nearest samples of all the real views of it, and a
+pedestrian walks on along its sidewalk (:mod:`occsim.walkways`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from occsim.labels import (
     PEDESTRIAN,
     ClassMask,
 )
+from occsim.walkways import Sidewalks, along_route
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the velocity estimate
@@ -104,6 +106,10 @@ class RoadUser:
     # Earlier real views ``(volume, lower, frame_pose)`` of an object standing still: each
     # frame samples it at other voxel centres, and the stamp takes the nearest sample.
     views: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
+    # A walker's way along its sidewalk (world points, see walkways.py) and how far along it
+    # it was when last observed; None: it goes straight on.
+    route: np.ndarray | None = None
+    route_at: float = 0.0
 
     def travel(self, seconds: float) -> np.ndarray:
         """World displacement ``(2,)`` over ``seconds``."""
@@ -117,6 +123,9 @@ class RoadUser:
         speed = float(np.hypot(*self.velocity))
         if speed == 0:
             return np.zeros(2), 0.0
+        if self.route is not None:
+            there = along_route(self.route, self.route_at + speed * seconds)[0]
+            return there - along_route(self.route, self.route_at)[0], 0.0
         braking = max(self.braking, 0.0)
         moving = seconds if braking == 0 else min(seconds, speed / braking)
         distance = speed * moving - 0.5 * braking * moving**2
@@ -136,6 +145,8 @@ class RoadUser:
         turn (rad) it made."""
         _, turn = self.motion(seconds)
         speed = float(np.hypot(*self.velocity))
+        if self.route is not None:
+            return speed * along_route(self.route, self.route_at + speed * seconds)[1], 0.0
         slower = max(speed - max(self.braking, 0.0) * seconds, 0.0) / max(speed, 1e-9)
         return rotation_2d(turn) @ self.velocity * slower, turn
 
@@ -220,6 +231,7 @@ class RoadUserTracks:
         # A real frame's driveable columns tell a turning vehicle where its road goes.
         road = column_any(frame == DRIVEABLE_SURFACE) if observed else None
         elapsed = self.frame_period * frames_since
+        sidewalks = None  # a real frame's, read when a walker needs it
         if previous and current:
             for n, best in _associate(previous, current, elapsed, observed):
                 obj, match = current[n], previous[best]
@@ -232,6 +244,9 @@ class RoadUserTracks:
                         obj.turn_seen = match.turn_seen
                         obj.turn_left = max(match.turn_left - abs(turn), 0.0)
                         obj.curvature = match.curvature if obj.turn_left > 0 else 0.0
+                        if match.route is not None:
+                            obj.route = match.route
+                            obj.route_at = match.route_at + np.hypot(*match.velocity) * elapsed
                     continue
                 moved = obj.centroid - match.centroid
                 measured = moved / elapsed
@@ -295,6 +310,19 @@ class RoadUserTracks:
                     velocity = obj.axis * float(obj.axis @ velocity)
                 if np.hypot(*velocity) < STILL_SPEED:
                     velocity, braking, curvature = np.zeros(2), 0.0, 0.0
+                route, route_at = None, 0.0
+                if match.cls in STEADY_CLASSES and np.any(velocity):
+                    if observed:
+                        if sidewalks is None:
+                            sidewalks = Sidewalks(frame, pose, self.grid)
+                        route = sidewalks.route(obj.centroid, _heading(velocity))
+                    elif match.route is not None:
+                        # On along its way at its pace, unless it waited.
+                        pace = float(np.hypot(*match.velocity))
+                        route = match.route
+                        walked = 0.0 if _waited(match, moved, elapsed) else pace * elapsed
+                        route_at = match.route_at + walked
+                        velocity = pace * along_route(route, route_at)[1]
                 shape = obj if observed else match
                 views = match.views
                 if observed:
@@ -319,6 +347,8 @@ class RoadUserTracks:
                     turn_seen=turn_seen,
                     turned=0.0 if observed else match.turned + turned,
                     views=views,
+                    route=route,
+                    route_at=route_at,
                 )
         self.objects = current
 
