@@ -18,6 +18,7 @@ pedestrian walks on along its sidewalk (:mod:`occsim.walkways`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,15 @@ from occsim.labels import (
     PEDESTRIAN,
     ClassMask,
 )
+from occsim.motion_estimates import (
+    QUARTER_TURN,
+    REAL_INTERVALS,
+    braking_of,
+    heading_of,
+    line_fit,
+    road_direction,
+    turn_of,
+)
 from occsim.walkways import Sidewalks, along_route
 
 MAX_MATCH_DISTANCE = 4.0  # metres an object may stray from its prediction in a frame (0.5 s)
@@ -44,24 +54,11 @@ STEADY_CLASSES = (PEDESTRIAN,)
 YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
 EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
 STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid jitter)
-REAL_INTERVALS = 3  # real-frame displacements that braking and the line fit look back over
-MIN_BRAKING = 0.5  # m/s^2 of steady slowing that counts as braking (above centroid jitter)
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
 ELONGATION = 1.5  # length over width from which a blob moves only along its length
 MIN_LENGTH = 1.2  # metres a blob must be long for its length to be told from its width
 SIZE_SLACK = 24  # voxels a small blob may change by (a pedestrian: 1-4 columns; two merging pass)
-# A vehicle whose heading turned the same way, at MIN_YAW_RATE or more, over every real
-# interval is taking a turn (a junction's quarter turn): it keeps turning at its rate for
-# part of what is left of it (see _turn).
-MIN_YAW_RATE = np.radians(8.0)  # rad/s; a straight car's heading jitters by a few degrees
-TURN_SPEED = 1.5  # m/s from which a centroid's heading is told from its jitter
-QUARTER_TURN = np.pi / 2
 TURN_STEP = 0.05  # s: the step of the turning motion's integration
-# A turn ends where the road does: the direction of the road around a turning vehicle is
-# read from the real frame's driveable surface (its structure tensor within ROAD_WINDOW),
-# where its edges agree (coherence at least ROAD_COHERENCE; a junction's do not).
-ROAD_WINDOW = 8.0  # m
-ROAD_COHERENCE = 0.5
 MAX_SPEED = {PEDESTRIAN: 3.0, BICYCLE: 8.0}  # m/s; other road users up to DEFAULT_MAX_SPEED
 DEFAULT_MAX_SPEED = 20.0
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
@@ -69,6 +66,8 @@ _NO_MATCH = 1e9  # the cost of a pair that may not be matched
 
 
 _ROAD_USER = ClassMask(DYNAMIC_CLASSES)
+# An object's place in a view: columns (ix, iy), their classes (n, Z), whether each holds it.
+Stamp = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _to_world(local: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -135,7 +134,7 @@ class RoadUser:
         t = (np.arange(steps) + 0.5) * (moving / steps)
         travelled = speed * t - 0.5 * braking * t**2
         limit = self.turn_left
-        headings = _heading(self.velocity) + np.clip(self.curvature * travelled, -limit, limit)
+        headings = heading_of(self.velocity) + np.clip(self.curvature * travelled, -limit, limit)
         step = (speed - braking * t) * (moving / steps)
         moved = np.array([step @ np.cos(headings), step @ np.sin(headings)])
         return moved, float(np.clip(self.curvature * distance, -limit, limit))
@@ -260,7 +259,7 @@ class RoadUserTracks:
                     history = (*history, tuple(measured))[-REAL_INTERVALS:]
                     steady = match.cls in STEADY_CLASSES
                     speeds = np.hypot(*np.transpose(history))
-                    braking = 0.0 if steady else _braking(speeds, elapsed)
+                    braking = 0.0 if steady else braking_of(speeds, elapsed)
                     yaw_rate, turn_seen, turn_left = (
                         (0.0, 0.0, 0.0)
                         if steady
@@ -282,7 +281,7 @@ class RoadUserTracks:
                     was = float(np.hypot(*match.velocity))
                     velocity = match.velocity * max(was - braking * elapsed, 0.0) / max(was, 1e-9)
                 elif observed and match.cls in STEADY_CLASSES:
-                    velocity = _line_fit(history)
+                    velocity = line_fit(history)
                 elif not observed and _waited(match, moved, elapsed):
                     # It waited for the ego or another object: it goes on once the way is
                     # clear (its own stop is no measurement of its speed).
@@ -298,9 +297,9 @@ class RoadUserTracks:
                     # Turning, it heads where the turn has taken it: half an interval past
                     # the last real interval's mean heading, or the predicted turn on.
                     heading = (
-                        _heading(history[-1]) + yaw_rate * elapsed / 2
+                        heading_of(history[-1]) + yaw_rate * elapsed / 2
                         if observed
-                        else _heading(match.velocity) + turned
+                        else heading_of(match.velocity) + turned
                     )
                     velocity = np.hypot(*velocity) * np.array([np.cos(heading), np.sin(heading)])
                     curvature = curvature if turn_left > 0 else 0.0
@@ -311,18 +310,17 @@ class RoadUserTracks:
                 if np.hypot(*velocity) < STILL_SPEED:
                     velocity, braking, curvature = np.zeros(2), 0.0, 0.0
                 route, route_at = None, 0.0
-                if match.cls in STEADY_CLASSES and np.any(velocity):
-                    if observed:
-                        if sidewalks is None:
-                            sidewalks = Sidewalks(frame, pose, self.grid)
-                        route = sidewalks.route(obj.centroid, _heading(velocity))
-                    elif match.route is not None:
-                        # On along its way at its pace, unless it waited.
-                        pace = float(np.hypot(*match.velocity))
-                        route = match.route
-                        walked = 0.0 if _waited(match, moved, elapsed) else pace * elapsed
-                        route_at = match.route_at + walked
-                        velocity = pace * along_route(route, route_at)[1]
+                if observed and match.cls in STEADY_CLASSES and np.any(velocity):
+                    if sidewalks is None:
+                        sidewalks = Sidewalks(frame, pose, self.grid)
+                    route = sidewalks.route(obj.centroid, heading_of(velocity))
+                elif not observed and match.route is not None:
+                    # On along its way at its pace (its own frame is no measurement of
+                    # it), as far as it got: it may have stopped short for another.
+                    pace = float(np.hypot(*match.velocity))
+                    route = match.route
+                    route_at = match.route_at + min(float(np.hypot(*moved)), pace * elapsed)
+                    velocity = pace * along_route(route, route_at)[1]
                 shape = obj if observed else match
                 views = match.views
                 if observed:
@@ -363,20 +361,20 @@ class RoadUserTracks:
     ) -> tuple[float, float, float]:
         """Yaw rate (rad/s), turn seen and turn left (rad) of a vehicle the real frames
         show at world ``centroid`` with displacements ``history`` (newest last; ``match`` is
-        it a frame before): :func:`_turn` for part of a quarter turn, or until it lies along
-        the road (``road``, the frame's driveable columns seen from ``pose``) it turns
-        towards. ``(0, 0, 0)`` when it goes straight."""
-        yaw_rate, turn_seen = _turn(history, elapsed)
+        it a frame before): :func:`~occsim.motion_estimates.turn_of` for part of a quarter
+        turn, or until it lies along the road (``road``, the frame's driveable columns seen
+        from ``pose``) it turns towards. ``(0, 0, 0)`` when it goes straight."""
+        yaw_rate, turn_seen = turn_of(history, elapsed)
         if not yaw_rate:
             return 0.0, 0.0, 0.0
         if match.curvature:
             # The turn goes on: what it saw before, and this interval's turn.
-            last = _heading(history[-1]) - _heading(history[-2])
+            last = heading_of(history[-1]) - heading_of(history[-2])
             turn_seen = match.turn_seen + abs(float(wrap_angle(last)))
         turn_left = max((QUARTER_TURN - turn_seen) / 2, 0.0)
-        along = _road_direction(road, pose, centroid, self.grid) if turn_left else None
+        along = road_direction(road, pose, centroid, self.grid) if turn_left else None
         if along is not None:
-            heading = _heading(history[-1]) + yaw_rate * elapsed / 2
+            heading = heading_of(history[-1]) + yaw_rate * elapsed / 2
             # The road is undirected: the nearer way along it.
             to_road = (along - heading + np.pi / 2) % np.pi - np.pi / 2
             if np.sign(to_road) == np.sign(yaw_rate):
@@ -388,10 +386,11 @@ class RoadUserTracks:
     def predict(self, pose: np.ndarray, frames_ahead: int = 1) -> np.ndarray:
         """Road users ``(X, Y, Z)`` (class ids, ``EMPTY`` elsewhere) ``frames_ahead`` frames
         after the last observed one, seen from ``pose``: each object moved on by its
-        velocity, or left where it was if that would take it into the ego's box or up
-        against another object. Road users do not drive into each other: a car closing in
-        on a slower one waits behind it, as the exact world's traffic does, instead of
-        merging with it into one blob. An object moves once the ones in its way have."""
+        velocity, or, if that would take it into the ego's box or up against another
+        object, stopped at the last of its earlier frames' places short of that (or where
+        it was). Road users do not drive into each other: a car closing in on a slower one
+        waits behind it, as the exact world's traffic does, instead of merging with it into
+        one blob. An object moves once the ones in its way have."""
         pose = np.asarray(pose, dtype=np.float64)
         out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
         taken = np.zeros(self.grid.shape[:2], dtype=bool)  # columns of objects placed
@@ -410,12 +409,25 @@ class RoadUserTracks:
                 ix, iy = here[i][0], here[i][1]
                 owner[ix, iy] = np.where(owner[ix, iy] == i, -1, owner[ix, iy])
 
-        def blocked(stamp) -> bool:
+        def blocked(stamp: Stamp) -> bool:
+            """Whether a place is in the ego's box or touches an object placed."""
             ix, iy, columns, standing = stamp
             in_body = (columns[:, self.grid.ego_body_band] != EMPTY).any(axis=1)
             return bool(np.any(self._ego_box[ix[in_body], iy[in_body]])) or _touches(
                 taken, ix[standing], iy[standing]
             )
+
+        def clear_of_all(i: int) -> Callable[[Stamp], bool]:
+            """Whether a place of object ``i`` is clear of the ego, placed objects and the
+            places of those not yet moved."""
+
+            def clear(stamp: Stamp) -> bool:
+                ix, iy, _, standing = stamp
+                return not blocked(stamp) and not _touches(
+                    owner, ix[standing], iy[standing], other_than=i
+                )
+
+            return clear
 
         moving = []
         for i, obj in enumerate(self.objects):
@@ -434,9 +446,8 @@ class RoadUserTracks:
                     continue
                 ix, iy, _, standing = stamp
                 if blocked(stamp):
-                    # It would drive into the ego or a placed object: it stops at the
-                    # farthest of its earlier frames' places that is clear, or where it was.
-                    place(i, self._stopped(obj, frames_ahead, pose, blocked, here[i]))
+                    # It would drive into the ego or a placed object: it stops short.
+                    place(i, self._stopped(obj, frames_ahead, pose, clear_of_all(i), here[i]))
                 elif _touches(owner, ix[standing], iy[standing], other_than=i):
                     waiting.append(i)  # one in its way has not moved yet
                 else:
@@ -448,17 +459,32 @@ class RoadUserTracks:
             moving = waiting
         return out
 
-    def _stopped(self, obj: RoadUser, frames_ahead: int, pose: np.ndarray, blocked, here):
+    def _stopped(
+        self,
+        obj: RoadUser,
+        frames_ahead: int,
+        pose: np.ndarray,
+        clear: Callable[[Stamp], bool],
+        here: Stamp | None,
+    ) -> Stamp | None:
         """The stamp of ``obj`` at the last of its places 1 .. ``frames_ahead - 1`` frames
-        on that ``blocked`` lets it take (one out of view counts as clear), else ``here``."""
-        for frames in range(frames_ahead - 1, 0, -1):
+        on before the first that is not ``clear`` (it stops short of what is in its way,
+        never beyond it), or ``here`` when even the first is not; ``None`` once it has left
+        the view."""
+        last = here
+        for frames in range(1, frames_ahead):
             moved, turn = obj.motion(self.frame_period * frames)
             stamp = self._stamp(obj, obj.offset + moved, obj.turned + turn, pose)
-            if stamp is not None and not blocked(stamp):
-                return stamp
-        return here
+            if stamp is None:
+                return None
+            if not clear(stamp):
+                break
+            last = stamp
+        return last
 
-    def _stamp(self, obj: RoadUser, shift: np.ndarray, turn: float, pose: np.ndarray):
+    def _stamp(
+        self, obj: RoadUser, shift: np.ndarray, turn: float, pose: np.ndarray
+    ) -> Stamp | None:
         """Target columns ``(ix, iy)``, their classes ``(n, Z)`` and whether each holds any
         of it ``(n,)``, of an object moved by a world ``shift`` and turned by ``turn`` (rad)
         about its centroid, seen from ``pose``; every target column samples the nearest
@@ -546,83 +572,11 @@ def _associate(
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
 
-def _turn(velocities: tuple[tuple[float, float], ...], elapsed: float) -> tuple[float, float]:
-    """The yaw rate (rad/s) of a vehicle whose real displacements (as ``velocities``,
-    ``elapsed`` seconds apart) turned the same way by :data:`MIN_YAW_RATE` or more every
-    time, and the turn (rad) they show, from the first frame to the end of the last
-    interval; ``(0, 0)`` for one going straight, or too slow to tell. A turn is taken to be
-    a quarter turn: one whose start the frames may have missed turns on for half of what
-    would be left had it begun at the first frame (the mean, were every point of the turn
-    as likely)."""
-    v = np.asarray(velocities, dtype=np.float64).reshape(-1, 2)
-    if len(v) < REAL_INTERVALS or np.hypot(*v.T).min() < TURN_SPEED:
-        return 0.0, 0.0
-    headings = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
-    changes = np.diff(headings)
-    if not (np.all(changes > 0) or np.all(changes < 0)):
-        return 0.0, 0.0
-    if np.abs(changes).min() < MIN_YAW_RATE * elapsed:
-        return 0.0, 0.0
-    rate = (headings[-1] - headings[0]) / ((len(v) - 1) * elapsed)
-    # The headings are the intervals' means: from the first frame to the end of the last
-    # interval it has turned half an interval more at each end.
-    return float(rate), float(abs(headings[-1] - headings[0]) + abs(rate) * elapsed)
-
-
-def _road_direction(
-    road: np.ndarray, pose: np.ndarray, centre: np.ndarray, grid: GridSpec
-) -> float | None:
-    """The world direction (rad, modulo pi) of the road around world point ``centre``: the
-    dominant orientation of the edges of driveable columns ``road (X, Y)`` of a frame seen
-    from ``pose`` within :data:`ROAD_WINDOW`, turned a quarter; ``None`` where the edges do
-    not agree (a junction, open space) or the window holds no edge."""
-    index = grid.metric_to_index(_to_local(np.asarray(centre)[None], pose))[0]
-    reach = round(ROAD_WINDOW / grid.voxel_size)
-    low = np.maximum(index - reach, 0)
-    high = np.minimum(index + reach + 1, road.shape)
-    if np.any(high - low < 3):
-        return None
-    patch = ndimage.gaussian_filter(road[low[0] : high[0], low[1] : high[1]].astype(float), 1.5)
-    gx, gy = np.gradient(patch)
-    xx, yy, xy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
-    if xx + yy < 1e-9:
-        return None
-    if np.hypot(xx - yy, 2 * xy) < ROAD_COHERENCE * (xx + yy):
-        return None
-    across = 0.5 * np.arctan2(2 * xy, xx - yy)  # the edges' normal, in the frame
-    return float(across + np.pi / 2 + pose[2])
-
-
 def _waited(obj: RoadUser, moved: np.ndarray, elapsed: float) -> bool:
     """Whether ``obj``, predicted to move on for ``elapsed`` seconds, moved by ``moved``
     (world) less than half as far: it stood, waiting, for part of the time."""
     expected = obj.motion(elapsed)[0]
     return bool(np.any(expected)) and np.hypot(*moved) < 0.5 * np.hypot(*expected)
-
-
-def _heading(velocity) -> float:
-    return float(np.arctan2(velocity[1], velocity[0]))
-
-
-def _line_fit(velocities: tuple[tuple[float, float], ...]) -> np.ndarray:
-    """The velocity ``(2,)`` of a least-squares line through the centroids whose successive
-    displacements (as velocities, one frame period apart) are ``velocities``: a weighted
-    mean that trusts the middle intervals most, the ones a centroid's jitter at either end
-    touches once. With three intervals it is about three quarters as noisy as the newest
-    displacement weighted half."""
-    n = len(velocities)
-    weights = np.arange(1, n + 1) * np.arange(n, 0, -1)
-    return weights @ np.asarray(velocities) / weights.sum()
-
-
-def _braking(speeds: np.ndarray, elapsed: float) -> float:
-    """The steady braking (m/s^2) of an object whose last :data:`REAL_INTERVALS` measured
-    ``speeds``, ``elapsed`` seconds apart, fell every time by :data:`MIN_BRAKING` on
-    average or more; 0 otherwise (a constant speed, or jitter)."""
-    if len(speeds) < REAL_INTERVALS or np.any(np.diff(speeds) >= 0):
-        return 0.0
-    braking = (speeds[0] - speeds[-1]) / ((len(speeds) - 1) * elapsed)
-    return float(braking) if braking >= MIN_BRAKING else 0.0
 
 
 def _touches(

@@ -90,8 +90,8 @@ class SceneMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of voxel storage allocated: the tiles held, slots freed by eviction for
-        the next tiles, and the all-unknown tile."""
+        """Bytes of storage allocated (voxels and sample ranks): the tiles held, slots
+        freed by eviction for the next tiles, and the all-unknown tile."""
         return self._pool.nbytes + self._rank.nbytes
 
     def tile_keys(self) -> Iterator[tuple[int, int]]:
@@ -126,7 +126,9 @@ class SceneMemory:
         ``(x, y, yaw)`` (world frame); voxels of road users leave what the memory had.
         With ``only_unknown``, voxels the memory knows stay as they are (a generated frame
         adds what is new; writing back what it re-projected would blur the known world a
-        little with every resampling). Then evict tiles farther than :attr:`radius`."""
+        little with every resampling). Then evict tiles farther than :attr:`radius`.
+        Real frames come first (a rollout writes its context frames after :meth:`clear`):
+        what a generated frame adds is kept against a later real frame's farther sample."""
         frame = np.asarray(frame)
         if frame.shape != self.grid.shape or frame.dtype != np.uint8:
             raise ValueError(

@@ -58,18 +58,19 @@ class Sidewalks:
     def route(self, start: np.ndarray, heading: float, length: float = ROUTE_LENGTH) -> np.ndarray:
         """World points ``(n, 2)``, :data:`ROUTE_STEP` apart, of a walk from ``start`` at
         world ``heading`` (rad): along the sidewalk while it is on one, turning with it, and
-        towards its middle; straight on elsewhere."""
+        towards its middle; straight on elsewhere (off a sidewalk, where its edges do not
+        agree, or across one). At least two points."""
         point = np.asarray(start, dtype=np.float64).copy()
         points = [point.copy()]
-        for _ in range(round(length / ROUTE_STEP)):
+        for _ in range(max(round(length / ROUTE_STEP), 1)):
             index = self._index(point)
+            along = np.nan
             if index is not None and self._walk[index[0], index[1]]:
                 along = self._direction[index[0], index[1]] + self.pose[2]
-                if not np.isnan(along):
-                    # The strip is undirected: the nearer way along it.
-                    turn = (along - heading + np.pi / 2) % np.pi - np.pi / 2
-                    if abs(turn) <= MAX_ALIGN:
-                        heading = float(wrap_angle(heading + turn))
+            # The strip is undirected: the nearer way along it.
+            turn = (along - heading + np.pi / 2) % np.pi - np.pi / 2
+            if abs(turn) <= MAX_ALIGN:  # False where the strip gives no direction (NaN)
+                heading = float(wrap_angle(heading + turn))
                 normal = np.array([-np.sin(heading), np.cos(heading)])
                 # Towards the middle: where the distance to the edges rises across the way.
                 rise = self._depth_at(point + normal * ROUTE_STEP) - self._depth_at(
@@ -85,7 +86,9 @@ class Sidewalks:
 
 def along_route(route: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
     """The point ``(2,)`` ``distance`` metres along ``route (n, 2)`` (straight on past its
-    end) and the unit direction there."""
+    end) and the unit direction there (zero for a route of one point)."""
+    if len(route) < 2:
+        return np.asarray(route[0], dtype=np.float64), np.zeros(2)
     lengths = np.hypot(*np.diff(route, axis=0).T)
     ends = np.cumsum(lengths)
     i = min(int(np.searchsorted(ends, distance)), len(lengths) - 1)

@@ -17,6 +17,7 @@ from occsim.labels import (
     SIDEWALK,
     TERRAIN,
 )
+from occsim.motion_estimates import road_direction
 from occsim.road_user_tracks import EMPTY, RoadUserTracks, extract
 from occsim.road_users import keep_road_users
 from occsim.scene_memory import UNKNOWN, SceneMemory, compose, frozen_copy, reproject
@@ -457,24 +458,22 @@ def test_a_car_ending_its_turn_turns_until_it_lies_along_the_road_it_enters():
 
 
 def test_the_roads_direction_is_read_along_a_road_and_not_in_a_junction():
-    from occsim.road_user_tracks import _road_direction
-
     shape = OCC3D_GRID.shape[:2]
     columns = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1)
     x, y = np.moveaxis(OCC3D_GRID.index_to_metric(columns), -1, 0)
     slanted = np.abs(-np.sin(0.5) * x + np.cos(0.5) * y) < 3.0  # 6 m wide, 0.5 rad off x
-    assert _road_direction(slanted, np.zeros(3), np.zeros(2), OCC3D_GRID) == pytest.approx(
+    assert road_direction(slanted, np.zeros(3), np.zeros(2), OCC3D_GRID) == pytest.approx(
         0.5, abs=0.05
     )
     # Seen from an ego turned by 0.3 rad, the same road (now 0.2 rad off the frame's x)
     # lies 0.5 rad off the world's x.
     turned = np.abs(-np.sin(0.2) * x + np.cos(0.2) * y) < 3.0
-    assert _road_direction(turned, np.array([0.0, 0.0, 0.3]), np.zeros(2), OCC3D_GRID) == (
+    assert road_direction(turned, np.array([0.0, 0.0, 0.3]), np.zeros(2), OCC3D_GRID) == (
         pytest.approx(0.5, abs=0.05)
     )
     crossing = (np.abs(x) < 3.0) | (np.abs(y) < 3.0)  # two roads meet: no one direction
-    assert _road_direction(crossing, np.zeros(3), np.zeros(2), OCC3D_GRID) is None
-    assert _road_direction(np.zeros(shape, bool), np.zeros(3), np.zeros(2), OCC3D_GRID) is None
+    assert road_direction(crossing, np.zeros(3), np.zeros(2), OCC3D_GRID) is None
+    assert road_direction(np.zeros(shape, bool), np.zeros(3), np.zeros(2), OCC3D_GRID) is None
 
 
 def test_a_view_reads_each_column_from_the_tile_that_holds_its_cell():
@@ -586,3 +585,13 @@ def test_a_parked_car_seen_at_two_offsets_is_drawn_from_the_nearest_samples():
     for k in range(4):
         moving.observe(car_at(street(), 120 + 6 * k, 95), np.zeros(3), observed=True)
     assert moving.objects[0].views == ()
+
+
+def test_a_fast_car_stopping_short_behind_a_slower_one_never_merges_with_it():
+    tracks = RoadUserTracks()
+    for rear, front in ((48, 70), (56, 72)):  # 8 and 2 voxels a frame: 6.4 and 1.6 m/s
+        tracks.observe(car_at(car_at(street(), rear, 95), front, 95), np.zeros(3))
+    # 2 s on the rear car would run through the front one: it stops short of where the
+    # front one stands, never on it (the two would be one blob).
+    blobs = _car_blobs(tracks.predict(np.zeros(3), frames_ahead=4))
+    assert len(blobs) == 2 and blobs[0][1] < blobs[1][0] - 1

@@ -93,3 +93,30 @@ def test_a_tracked_pedestrian_walks_on_along_its_sidewalk():
     centre = OCC3D_GRID.index_to_metric(columns).mean(axis=0)
     assert abs(_offset_at(centre)) < 1.0
     assert np.hypot(*(centre - walker.centroid)) == pytest.approx(12.0, abs=1.0)
+
+
+def test_a_walker_carries_its_route_through_the_tracks_own_frames():
+    tracks = RoadUserTracks()
+    heading = STRIP
+    start = np.array([-4.0, -3.0 - 4.0 * np.tan(STRIP)])
+    for k in range(4):
+        frame = _street()
+        centre = start + 0.6 * k * np.array([np.cos(heading), np.sin(heading)])
+        ix, iy = OCC3D_GRID.metric_to_index(centre[None])[0]
+        frame[ix, iy, G + 1 : G + 5] = PEDESTRIAN
+        tracks.observe(frame, np.zeros(3), observed=True)
+    (walker,) = tracks.objects
+    route, pace = walker.route, float(np.hypot(*walker.velocity))
+    for step in range(1, 3):  # two steps of 4 frames, each observing its own last frame
+        predicted = tracks.predict(np.zeros(3), frames_ahead=4)
+        frame = np.where(predicted == PEDESTRIAN, np.uint8(PEDESTRIAN), _street())
+        tracks.observe(frame.astype(np.uint8), np.zeros(3), frames_since=4)
+        (walker,) = tracks.objects
+        assert walker.route is route
+        assert walker.route_at == pytest.approx(2.0 * pace * step, abs=0.45)
+        assert np.hypot(*walker.velocity) == pytest.approx(pace)
+
+
+def test_a_route_of_one_point_stands_and_a_short_walk_has_two():
+    np.testing.assert_allclose(along_route(np.array([[1.0, 2.0]]), 3.0)[0], [1.0, 2.0])
+    assert len(Sidewalks(_street(), np.zeros(3)).route(np.zeros(2), 0.0, length=0.1)) == 2
