@@ -72,11 +72,10 @@ def test_a_route_is_read_by_distance_and_goes_straight_on_past_its_end():
     np.testing.assert_allclose(along_route(route, -1.0)[0], [0.0, 0.0])
 
 
-def test_a_tracked_pedestrian_walks_on_along_its_sidewalk():
-    # Four real frames of a pedestrian on the strip's middle walking 1.2 m/s, its blob's
-    # centroids measured 10 degrees off the strip (0.5 s apart).
+def _walking(heading: float) -> RoadUserTracks:
+    """Tracks of four real frames (0.5 s apart) of a pedestrian on the strip's middle
+    walking 1.2 m/s at world ``heading``."""
     tracks = RoadUserTracks()
-    heading = STRIP + np.radians(10.0)
     start = np.array([-4.0, -3.0 - 4.0 * np.tan(STRIP)])
     for k in range(4):
         frame = _street()
@@ -84,6 +83,12 @@ def test_a_tracked_pedestrian_walks_on_along_its_sidewalk():
         ix, iy = OCC3D_GRID.metric_to_index(centre[None])[0]
         frame[ix, iy, G + 1 : G + 5] = PEDESTRIAN
         tracks.observe(frame, np.zeros(3), observed=True)
+    return tracks
+
+
+def test_a_tracked_pedestrian_walks_on_along_its_sidewalk():
+    # Its blob's centroids are measured 10 degrees off the strip.
+    tracks = _walking(STRIP + np.radians(10.0))
     (walker,) = tracks.objects
     assert walker.route is not None
     # 10 s on (12 m), it is still on the sidewalk, where straight on it would be 2 m off.
@@ -96,15 +101,7 @@ def test_a_tracked_pedestrian_walks_on_along_its_sidewalk():
 
 
 def test_a_walker_carries_its_route_through_the_tracks_own_frames():
-    tracks = RoadUserTracks()
-    heading = STRIP
-    start = np.array([-4.0, -3.0 - 4.0 * np.tan(STRIP)])
-    for k in range(4):
-        frame = _street()
-        centre = start + 0.6 * k * np.array([np.cos(heading), np.sin(heading)])
-        ix, iy = OCC3D_GRID.metric_to_index(centre[None])[0]
-        frame[ix, iy, G + 1 : G + 5] = PEDESTRIAN
-        tracks.observe(frame, np.zeros(3), observed=True)
+    tracks = _walking(STRIP)
     (walker,) = tracks.objects
     route, pace = walker.route, float(np.hypot(*walker.velocity))
     for step in range(1, 3):  # two steps of 4 frames, each observing its own last frame
