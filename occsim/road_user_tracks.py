@@ -54,6 +54,7 @@ STEADY_CLASSES = (PEDESTRIAN,)
 YIELD_MARGIN = 1.0  # metres around the ego box that a moving object will not enter
 EMPTY = 255  # no road user in a voxel of an object's volume or of a prediction
 STILL_SPEED = 0.5  # m/s under which an object is taken to stand still (centroid jitter)
+STILL_VIEWS = 3  # earlier real views an object standing still keeps (the reset's four frames)
 SIZE_CHANGE = 0.2  # relative change of voxel count beyond which a blob is a new object
 ELONGATION = 1.5  # length over width from which a blob moves only along its length
 MIN_LENGTH = 1.2  # metres a blob must be long for its length to be told from its width
@@ -326,7 +327,7 @@ class RoadUserTracks:
                 if observed:
                     still = not np.any(velocity) and not np.any(match.velocity)
                     earlier = (*match.views, (match.volume, match.lower, match.frame_pose))
-                    views = earlier[-(REAL_INTERVALS):] if still else ()
+                    views = earlier[-STILL_VIEWS:] if still else ()
                 current[n] = RoadUser(
                     shape.volume,
                     shape.lower,
@@ -518,9 +519,6 @@ class RoadUserTracks:
             source = index - lower
             inside = np.all((source >= 0) & (source < volume.shape[:2]), axis=1)
             covered |= inside
-            if len(views) == 1:
-                columns[inside] = volume[source[inside, 0], source[inside, 1]]
-                break
             distance = np.sum((metric - grid.index_to_metric(index)) ** 2, axis=1)
             closer = distance < nearest
             nearest[closer] = distance[closer]

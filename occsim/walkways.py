@@ -56,7 +56,7 @@ class Sidewalks:
         return 0.0 if index is None else float(self._depth[index[0], index[1]])
 
     def route(self, start: np.ndarray, heading: float, length: float = ROUTE_LENGTH) -> np.ndarray:
-        """World points ``(n, 2)``, :data:`ROUTE_STEP` apart, of a walk from ``start`` at
+        """World points ``(n, 2)``, about :data:`ROUTE_STEP` apart, of a walk from ``start`` at
         world ``heading`` (rad): along the sidewalk while it is on one, turning with it, and
         towards its middle; straight on elsewhere (off a sidewalk, where its edges do not
         agree, or across one). At least two points."""
@@ -76,9 +76,8 @@ class Sidewalks:
                 rise = self._depth_at(point + normal * ROUTE_STEP) - self._depth_at(
                     point - normal * ROUTE_STEP
                 )
-                point = point + normal * float(np.clip(rise / 2, -ROUTE_STEP, ROUTE_STEP)) * (
-                    CENTRE_RATE
-                )
+                pull = float(np.clip(rise / 2, -ROUTE_STEP, ROUTE_STEP)) * CENTRE_RATE
+                point = point + normal * pull
             point = point + ROUTE_STEP * np.array([np.cos(heading), np.sin(heading)])
             points.append(point.copy())
         return np.array(points)
