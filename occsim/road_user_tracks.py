@@ -392,8 +392,18 @@ class RoadUserTracks:
         it was). Road users do not drive into each other: a car closing in on a slower one
         waits behind it, as the exact world's traffic does, instead of merging with it into
         one blob. An object moves once the ones in its way have."""
+        return self.predict_with_parked(pose, frames_ahead)[0]
+
+    def predict_with_parked(
+        self, pose: np.ndarray, frames_ahead: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict`, and which of its voxels ``(X, Y, Z)`` belong to objects parked
+        where the real frames saw them (standing still through several of them, drawn from
+        their real views): those are no prediction but what was seen, and stand even where
+        the memory holds structure they overlap (a vehicle parked against a barrier)."""
         pose = np.asarray(pose, dtype=np.float64)
         out = np.full(self.grid.shape, EMPTY, dtype=np.uint8)
+        parked = np.zeros(self.grid.shape, dtype=bool)
         taken = np.zeros(self.grid.shape[:2], dtype=bool)  # columns of objects placed
         owner = np.full(self.grid.shape[:2], -1)  # which unplaced object stands in a column
         here = [self._stamp(obj, obj.offset, obj.turned, pose) for obj in self.objects]
@@ -434,8 +444,11 @@ class RoadUserTracks:
         for i, obj in enumerate(self.objects):
             if np.any(obj.velocity):
                 moving.append(i)
-            else:
-                place(i, here[i])
+                continue
+            place(i, here[i])
+            if obj.views and here[i] is not None:
+                ix, iy, columns, _ = here[i]
+                parked[ix, iy] |= columns != EMPTY
         while moving:
             waiting = []
             for i in moving:
@@ -458,7 +471,7 @@ class RoadUserTracks:
                     place(i, here[i])
                 break
             moving = waiting
-        return out
+        return out, parked & (out != EMPTY)
 
     def _stopped(
         self,

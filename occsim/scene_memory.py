@@ -289,7 +289,10 @@ def frozen_copy(frame: np.ndarray, frame_pose: np.ndarray, pose: np.ndarray) -> 
 
 
 def compose(
-    generated: np.ndarray, projected: np.ndarray, predicted: np.ndarray | None = None
+    generated: np.ndarray,
+    projected: np.ndarray,
+    predicted: np.ndarray | None = None,
+    parked: np.ndarray | None = None,
 ) -> np.ndarray:
     """A generated frame on top of what the memory knows (``projected``, from
     :meth:`SceneMemory.project`): known voxels keep the memory's class.
@@ -300,7 +303,12 @@ def compose(
     :meth:`~occsim.road_user_tracks.RoadUserTracks.predict` gives them; 255 elsewhere),
     seen columns show only those, and generated road users remain only in columns the
     memory has never seen; voxels of seen columns the memory does not know (a road user
-    stood there) become free space over ground."""
+    stood there) become free space over ground. A predicted road user takes free space or
+    ground only (it never drives into structure), except in voxels ``parked`` (boolean,
+    :meth:`~occsim.road_user_tracks.RoadUserTracks.predict_with_parked`): a vehicle the real
+    frames saw parked where it stands keeps its voxels even where it overlaps structure the
+    memory holds from a farther sample, as a renderer draws a road user over what it
+    overlaps."""
     known = projected != UNKNOWN
     if predicted is None:
         user_on_open_space = _DYNAMIC[generated] & _FREE_OR_GROUND[projected]
@@ -321,6 +329,7 @@ def compose(
     ground[under] = np.where(
         _GROUND[generated_ground[under]], generated_ground[under], DRIVEABLE_SURFACE
     )
-    placed = (predicted != UNKNOWN) & _ROOM_FOR_USER(out)
+    room = _ROOM_FOR_USER(out) if parked is None else _ROOM_FOR_USER(out) | parked
+    placed = (predicted != UNKNOWN) & room
     out[placed] = predicted[placed]
     return out.astype(np.uint8, copy=False)

@@ -304,8 +304,8 @@ class WorldModelRollout:
             views = self._memory_views(poses)
         composed = np.empty_like(frames)
         for k, (frame, pose) in enumerate(zip(frames, poses)):
-            predicted = self._tracks.predict(pose, frames_ahead=k + 1)
-            composed[k] = compose(keep_road_users(frame), views[k], predicted)
+            predicted, parked = self._tracks.predict_with_parked(pose, frames_ahead=k + 1)
+            composed[k] = compose(keep_road_users(frame), views[k], predicted, parked)
         self._memory.insert(composed[-1], poses[-1], only_unknown=True)
         self._tracks.observe(composed[-1], poses[-1], frames_since=len(frames))
         return composed

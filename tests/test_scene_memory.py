@@ -8,8 +8,10 @@ import pytest
 
 from occsim.grid import OCC3D_GRID
 from occsim.labels import (
+    BARRIER,
     BICYCLE,
     CAR,
+    CONSTRUCTION_VEHICLE,
     DRIVEABLE_SURFACE,
     FREE_ID,
     MANMADE,
@@ -585,6 +587,43 @@ def test_a_parked_car_seen_at_two_offsets_is_drawn_from_the_nearest_samples():
     for k in range(4):
         moving.observe(car_at(street(), 120 + 6 * k, 95), np.zeros(3), observed=True)
     assert moving.objects[0].views == ()
+
+
+def test_a_vehicle_parked_against_a_barrier_is_drawn_over_it_as_the_real_frames_show():
+    # A construction vehicle parked at world x in [10.1, 14.5) against a barrier at
+    # [14.2, 14.6) that it overlaps; a renderer draws the vehicle over what it overlaps.
+    # From x = 0.1 the voxel centre 14.3 m is the vehicle's; from x = 0.3 the centre 14.5 m
+    # lies in the barrier only, and the memory keeps that barrier sample (road-user samples
+    # never enter it) for the cell at 14.3 m too. The vehicle, parked where the real frames
+    # saw it, stands there again.
+    def frame_at(x: float) -> np.ndarray:
+        frame = street()
+        centres = x + OCC3D_GRID.lower[0] + (np.arange(OCC3D_GRID.shape[0]) + 0.5) * 0.4
+        frame[(centres >= 14.2) & (centres < 14.6), 95:100, G + 1 : G + 4] = BARRIER
+        vehicle = (centres >= 10.1) & (centres < 14.5)
+        frame[vehicle, 95:100, G : G + 4] = CONSTRUCTION_VEHICLE
+        return frame
+
+    def pose(x: float) -> np.ndarray:
+        return np.array([x, 0.05, 0.0])
+
+    memory, tracks = SceneMemory(), RoadUserTracks()
+    for x in (0.3, 0.1, 0.3, 0.1):
+        memory.insert(frame_at(x), pose(x))
+        tracks.observe(frame_at(x), pose(x), observed=True)
+    projected = memory.project(pose(0.1))
+    assert (projected[:, 95:100, G + 1] == BARRIER).sum() == 5  # the barrier sample, at x 14.3 m
+    predicted, parked = tracks.predict_with_parked(pose(0.1))
+    assert np.array_equal(parked, predicted != EMPTY)
+    generated = street()  # the generated frame has nothing there; the memory and tracks do
+    truth = frame_at(0.1)
+    assert np.array_equal(compose(generated, projected, predicted, parked), truth)
+    # Without the parked mask the barrier sample shows through the vehicle's side.
+    overlaid = compose(generated, projected, predicted)
+    assert np.count_nonzero(overlaid != truth) == 15
+    # A moving road user's prediction never takes structure's voxels.
+    moving = np.where(predicted != EMPTY, CAR, EMPTY).astype(np.uint8)
+    assert (compose(generated, projected, moving)[:, 95:100, G + 1] == BARRIER).sum() == 5
 
 
 def test_a_fast_car_stopping_short_behind_a_slower_one_never_merges_with_it():
