@@ -329,7 +329,9 @@ def compose(
     ground[under] = np.where(
         _GROUND[generated_ground[under]], generated_ground[under], DRIVEABLE_SURFACE
     )
-    room = _ROOM_FOR_USER(out) if parked is None else _ROOM_FOR_USER(out) | parked
+    room = _ROOM_FOR_USER(out)
+    if parked is not None:
+        room |= parked
     placed = (predicted != UNKNOWN) & room
     out[placed] = predicted[placed]
     return out.astype(np.uint8, copy=False)
